@@ -1,0 +1,266 @@
+"""The ``landscape`` command (also ``python -m landscape``).
+
+Every subcommand accepts a built-in ``--preset`` or a user model (``--checkpoint`` with
+``--data``), writes its result with ``--out``, prints a one-line JSON summary with
+``--json``, and on bad input prints one line ``landscape: error: ...`` and exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from landscape.errors import LandscapeError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2, no usage dump
+        raise LandscapeError(f"{message} (see `{self.prog} --help`)")
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model and data")
+    g.add_argument("--preset", help="built-in recipe (see `landscape presets`)")
+    g.add_argument("--checkpoint", help="model file: .pt2, .safetensors (+ .json sidecar), .pt/.pth")
+    g.add_argument("--arch", help="zoo spec (JSON) for a .pt/.pth state_dict")
+    g.add_argument("--data", help="built-in data name, or a .npz (X, y) / .csv (label last)")
+    g.add_argument("--loss", choices=["cross_entropy", "mse"], help="default: from the recipe")
+    g.add_argument("--json", action="store_true", help="print a one-line JSON summary")
+    g.add_argument("--threads", type=int, help="torch threads in this process")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = _Parser(prog="landscape", description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="command", parser_class=_Parser)
+
+    pr = sub.add_parser("presets", help="list the built-in presets")
+    pr.add_argument("--json", action="store_true", help="print a one-line JSON summary")
+
+    t = sub.add_parser("train", help="train a preset or a zoo model; write a checkpoint")
+    _add_model_args(t)
+    t.add_argument("--model", help="zoo spec JSON, e.g. '{\"name\": \"mlp\", \"args\": {...}}'")
+    t.add_argument("--optimizer", choices=["gd", "sgd", "momentum", "adam"])
+    t.add_argument("--lr", type=float)
+    t.add_argument("--steps", type=int)
+    t.add_argument("--batch-size", type=int, help="0 = full batch")
+    t.add_argument("--seed", type=int)
+    t.add_argument("--snapshot-every", type=int)
+    t.add_argument("--out", help="checkpoint path (.safetensors); the trajectory goes beside it")
+
+    s = sub.add_parser("surface", help="loss surface around a model")
+    _add_model_args(s)
+    s.add_argument("--directions", default="random",
+                   choices=["random", "pca", "interpolate", "plane", "hessian"])
+    s.add_argument("--checkpoint2", help="second model (interpolate, plane)")
+    s.add_argument("--checkpoint3", help="third model (plane)")
+    s.add_argument("--trajectory", help="trajectory .npz for PCA (default: beside the checkpoint)")
+    s.add_argument("--grid", type=int, nargs="+", default=[41], metavar="N",
+                   help="N (square), or NX NY")
+    s.add_argument("--dim", type=int, choices=[1, 2], default=2, help="1-D slice or 2-D surface")
+    s.add_argument("--range", type=float, nargs=2, metavar=("LO", "HI"), dest="xrange")
+    s.add_argument("--yrange", type=float, nargs=2, metavar=("LO", "HI"))
+    s.add_argument("--norm", default="filter", choices=["filter", "layer", "none"])
+    s.add_argument("--ignore", default="biasbn", choices=["biasbn", "none"])
+    s.add_argument("--orthogonalize", action="store_true")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--samples", type=int, help="evaluate on a fixed random subset")
+    s.add_argument("--bn", default="keep", choices=["keep", "recompute"],
+                   help="BatchNorm statistics: keep the trained ones or recompute per point")
+    s.add_argument("--workers", type=int, help="worker processes (default: one per core)")
+    s.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto")
+    s.add_argument("--out", help="result file (.h5 or .npz)")
+    return ap
+
+
+def _resolve_model(args):
+    """(model, data, loss_kind, trajectory, origin) from --preset or --checkpoint/--data."""
+    from landscape import checkpoint, data, presets
+
+    if args.preset and args.checkpoint:
+        raise LandscapeError("give either --preset or --checkpoint, not both")
+    if args.preset:
+        run = presets.train_preset(args.preset)
+        p = presets.get(args.preset)
+        d = data.load(args.data) if args.data else run.data
+        return run.model, d, args.loss or p.train.loss, run.trajectory, {"preset": args.preset}
+    if not args.checkpoint:
+        raise LandscapeError("give a model: --preset NAME or --checkpoint PATH")
+    loaded = checkpoint.load(args.checkpoint, arch=args.arch)
+    spec = args.data or loaded.data
+    if spec is None:
+        raise LandscapeError(f"{Path(args.checkpoint).name} names no data set; pass --data "
+                             "(a built-in name, or a .npz / .csv file)")
+    d = data.load(spec)
+    recipe = (loaded.meta.get("recipe") or {})
+    loss = args.loss or (recipe.get("train") or {}).get("loss") or \
+        ("cross_entropy" if d.is_classification else "mse")
+    traj = None
+    tpath = getattr(args, "trajectory", None)
+    if tpath or Path(args.checkpoint).suffix == ".safetensors":
+        t = presets.load_trajectory(Path(tpath.replace(".trajectory.npz", ".safetensors"))
+                                    if tpath else Path(args.checkpoint))
+        if t is None and tpath:
+            raise LandscapeError(f"trajectory file not found: {tpath}")
+        if t is not None:
+            traj = (t[0], t[1])
+    return loaded.model, d, loss, traj, {"checkpoint": str(args.checkpoint),
+                                          "format": loaded.format}
+
+
+def cmd_presets(args) -> dict:
+    from landscape import presets
+
+    rows = {n: p.description for n, p in presets.PRESETS.items()}
+    if not args.json:
+        for n, d in rows.items():
+            print(f"{n:24s} {d}")
+    return {"presets": list(rows)}
+
+
+def cmd_train(args) -> dict:
+    from landscape import data, models, presets
+    from landscape.train import TrainConfig, train
+
+    t0 = time.perf_counter()
+    if args.preset:
+        p = presets.get(args.preset)
+        model, d = presets.make(args.preset)
+        cfg = TrainConfig.from_dict(p.train.to_dict())
+        data_spec, model_spec = p.data, p.model
+    else:
+        if not (args.data and args.model):
+            raise LandscapeError("give --preset NAME, or --data and --model (a zoo spec)")
+        d = data.load(args.data)
+        model = models.build(args.model, seed=args.seed or 0)
+        cfg = TrainConfig(loss=args.loss or ("cross_entropy" if d.is_classification else "mse"))
+        data_spec, model_spec = args.data, models.spec_of(model)
+    for key, val in (("optimizer", args.optimizer), ("lr", args.lr), ("steps", args.steps),
+                     ("seed", args.seed), ("loss", args.loss), ("snapshot_every", args.snapshot_every)):
+        if val is not None:
+            setattr(cfg, key, val)
+    if args.batch_size is not None:
+        cfg.batch_size = None if args.batch_size == 0 else args.batch_size
+    if args.seed is not None and args.preset:
+        model = models.build(model_spec, seed=args.seed)
+    from landscape.data import check_fits
+
+    check_fits(models.output_size(model, d.input_shape), d)
+    tr = train(model, d, cfg)
+    loss, acc = tr.evaluate()
+    out = None
+    if args.out:
+        from landscape import checkpoint
+
+        recipe = {"data": data_spec, "model": model_spec, "train": cfg.to_dict()}
+        out = checkpoint.save(tr.model, args.out, data=data_spec, recipe=recipe)
+        presets.save_trajectory(out, tr)
+        out = str(out)
+    res = {"out": out, "final_loss": loss, "final_accuracy": acc, "steps": tr.step,
+           "n_params": sum(p.numel() for p in tr.model.parameters()),
+           "seconds": round(time.perf_counter() - t0, 3)}
+    if not args.json:
+        print(f"trained {res['steps']} steps: loss {loss:.4g}, accuracy {acc:.3f}"
+              + (f" -> {out}" if out else ""))
+    return res
+
+
+def cmd_surface(args) -> dict:
+    from landscape import checkpoint, store, surface
+    from landscape.device import choose_device
+
+    if args.dim == 1 and len(args.grid) != 1:
+        raise LandscapeError("a 1-D slice takes one grid size: --grid N")
+    if len(args.grid) > 2:
+        raise LandscapeError("--grid takes N or NX NY")
+    if any(g < 1 for g in args.grid):
+        raise LandscapeError(f"the grid is empty: --grid {' '.join(map(str, args.grid))}")
+    grid = tuple(args.grid) if args.dim == 1 or len(args.grid) == 2 else (args.grid[0],) * 2
+    if args.out and Path(args.out).suffix.lower() not in (".h5", ".npz"):
+        raise LandscapeError(f"--out must end in .h5 or .npz, got {args.out}")
+    device = choose_device(args.device)
+    model, d, loss, traj, origin = _resolve_model(args)
+    cfg = surface.SurfaceConfig(
+        directions=args.directions, grid=grid, xrange=tuple(args.xrange or (-1.0, 1.0)),
+        yrange=tuple(args.yrange) if args.yrange else None, norm=args.norm, ignore=args.ignore,
+        seed=args.seed, orthogonalize=args.orthogonalize, samples=args.samples, bn=args.bn,
+        loss=loss, workers=args.workers)
+    model_b = checkpoint.load(args.checkpoint2, arch=args.arch).model if args.checkpoint2 else None
+    model_c = checkpoint.load(args.checkpoint3, arch=args.arch).model if args.checkpoint3 else None
+    hvecs = None
+    if args.directions == "hessian":
+        hvecs = _hessian_vectors(model, d, loss, args.samples)
+    if args.directions == "pca" and traj is None:
+        raise LandscapeError("PCA directions need a trajectory: use --preset, a checkpoint "
+                             "written by `landscape train --out`, or --trajectory")
+    res = surface.compute(model, d, cfg, trajectory=traj, model_b=model_b, model_c=model_c,
+                          hessian_vectors=hvecs, device=None if device.type == "cpu" else device)
+    res.meta["source"] = origin
+    if traj is not None and res.trajectory is not None:
+        res.trajectory["loss"] = surface.trajectory_losses(model, d, traj[1], loss)
+    if args.out:
+        store.save(res, args.out)
+    m = res.meta
+    out = {"out": args.out, "shape": list(res.loss.shape) if res.dims == 2 else [1, len(res.x)],
+           "x": res.x.tolist(), "y": None if res.y is None else res.y.tolist(),
+           "loss_center": m["loss_center"], "loss_min": m["loss_min"], "loss_max": m["loss_max"],
+           "seconds": round(m["seconds"], 4), "method": m["method"], "workers": m["workers"],
+           "n_params": m["n_params"], "n_eval": m["n_eval"], "cos_dx_dy": m["cos_dx_dy"]}
+    for key in ("explained_variance", "barrier_height", "subset_max_abs_error", "loss_a", "loss_b"):
+        if key in m:
+            out[key] = m[key]
+    if not args.json:
+        print(f"surface {'x'.join(map(str, res.loss.shape[::-1]))} in {m['seconds']:.2f} s "
+              f"({m['method']}, {m['workers']} worker(s)): centre {m['loss_center']}, "
+              f"min {m['loss_min']:.4g}" + (f" -> {args.out}" if args.out else ""))
+    return out
+
+
+def _hessian_vectors(model, d, loss, samples):
+    try:
+        from landscape import hessian
+    except ImportError:
+        raise LandscapeError("Hessian directions are not available in this build") from None
+    sub = d.subset(samples)
+    op = hessian.HessianOperator(model, sub.X, sub.y, loss)
+    top = hessian.top_eigenpairs(op, 2)
+    return top.eigenvectors[0], top.eigenvectors[1]
+
+
+COMMANDS = {"presets": cmd_presets, "train": cmd_train, "surface": cmd_surface}
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return 2
+        if getattr(args, "threads", None):
+            from landscape.device import set_threads
+
+            set_threads(args.threads)
+        result = COMMANDS[args.command](args)
+        if getattr(args, "json", False):
+            print(json.dumps(result, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
+        return 0
+    except LandscapeError as e:
+        print(f"landscape: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("landscape: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # a bug: still one line unless debugging
+        if os.environ.get("LANDSCAPE_DEBUG"):
+            raise
+        msg = str(e).splitlines()[0] if str(e) else ""
+        print(f"landscape: internal error: {type(e).__name__}: {msg}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

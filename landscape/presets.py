@@ -1,0 +1,164 @@
+"""Built-in recipes: a data spec, a zoo model spec and a training config under one name.
+
+Every preset trains on the CPU in seconds; ``train_preset`` caches the trained model on
+disk (``$LANDSCAPE_CACHE`` or ``~/.cache/landscape``) keyed by a hash of the recipe, so a
+second use costs a file read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from landscape import data as data_mod
+from landscape import models
+from landscape.errors import LandscapeError
+from landscape.train import TrainConfig, Trainer, train
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    description: str
+    data: dict
+    model: dict
+    train: TrainConfig
+    surface_samples: int | None = None  # default evaluation subset for surfaces
+    tags: tuple[str, ...] = field(default_factory=tuple)
+
+    def recipe(self) -> dict:
+        return {"preset": self.name, "data": self.data, "model": self.model,
+                "train": self.train.to_dict()}
+
+    def key(self) -> str:
+        return hashlib.sha256(json.dumps(self.recipe(), sort_keys=True).encode()).hexdigest()[:12]
+
+
+_MLP_DIGITS = {"name": "mlp", "args": {"in_dim": 64, "out_dim": 10, "widths": [128, 128],
+                                       "activation": "relu"}}
+
+PRESETS: dict[str, Preset] = {p.name: p for p in [
+    Preset("digits-mlp", "MLP 64-128-128-10 (ReLU) on the 1,797 8x8 digits, SGD with momentum",
+           {"name": "digits"}, _MLP_DIGITS,
+           TrainConfig("sgd", lr=0.05, steps=600, batch_size=128, momentum=0.9, seed=0,
+                       snapshot_every=10)),
+    Preset("digits-cnn", "Small CNN (two 3x3 conv blocks, no BatchNorm) on the digits",
+           {"name": "digits"}, {"name": "cnn", "args": {"channels": [16, 32]}},
+           TrainConfig("sgd", lr=0.05, steps=400, batch_size=128, momentum=0.9, seed=0),
+           surface_samples=500),
+    Preset("digits-cnn-bn", "Small CNN with BatchNorm on the digits",
+           {"name": "digits"}, {"name": "cnn", "args": {"channels": [16, 32], "batchnorm": True}},
+           TrainConfig("sgd", lr=0.05, steps=400, batch_size=128, momentum=0.9, seed=0),
+           surface_samples=500),
+    Preset("digits-resnet-skip", "ResNet-style CNN, 6 residual blocks WITH skip connections",
+           {"name": "digits"},
+           {"name": "resnet", "args": {"channels": 16, "blocks": 6, "skip": True,
+                                       "batchnorm": True}},
+           TrainConfig("sgd", lr=0.05, steps=300, batch_size=128, momentum=0.9, seed=0),
+           surface_samples=500, tags=("compare",)),
+    Preset("digits-resnet-noskip", "The same network WITHOUT skip connections (Li et al. 2018)",
+           {"name": "digits"},
+           {"name": "resnet", "args": {"channels": 16, "blocks": 6, "skip": False,
+                                       "batchnorm": True}},
+           TrainConfig("sgd", lr=0.05, steps=300, batch_size=128, momentum=0.9, seed=0),
+           surface_samples=500, tags=("compare",)),
+    Preset("moons-mlp", "MLP 2-32-32-2 (tanh) on two moons, full-batch Adam",
+           {"name": "moons", "n": 512},
+           {"name": "mlp", "args": {"in_dim": 2, "out_dim": 2, "widths": [32, 32],
+                                    "activation": "tanh"}},
+           TrainConfig("adam", lr=0.01, steps=400, batch_size=None, seed=0, snapshot_every=5)),
+    Preset("eos-tanh", "Edge of stability: tanh MLP 64-64-64-10, 500 standardised digits, "
+                       "squared loss, full-batch GD eta=0.2, float64 (Cohen et al. 2021)",
+           {"name": "digits", "n": 500, "standardize": True},
+           {"name": "mlp", "args": {"in_dim": 64, "out_dim": 10, "widths": [64, 64, 64],
+                                    "activation": "tanh"}},
+           TrainConfig("gd", lr=0.2, steps=1500, batch_size=None, loss="mse", seed=0,
+                       dtype="float64", snapshot_every=25)),
+]}
+
+
+def get(name: str) -> Preset:
+    if name not in PRESETS:
+        raise LandscapeError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return PRESETS[name]
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("LANDSCAPE_CACHE", Path.home() / ".cache" / "landscape"))
+
+
+def make(name: str):
+    """(untrained model, data) of a preset: the model built with the preset's seed."""
+    p = get(name)
+    d = data_mod.load(p.data)
+    m = models.build(p.model, seed=p.train.seed)
+    return m, d
+
+
+@dataclass
+class PresetRun:
+    """A trained preset: ``model``, ``data``, the ``trajectory`` as ``(steps [T],
+    snapshots [T, P])`` and the per-step ``history`` of (step, loss, accuracy)."""
+
+    model: object
+    data: object
+    trajectory: tuple | None
+    history: list
+    cached: bool = False
+
+
+def _trajectory_path(path: Path) -> Path:
+    return path.with_name(path.stem + ".trajectory.npz")
+
+
+def save_trajectory(path: Path, trainer: Trainer) -> Path:
+    import numpy as np
+
+    out = _trajectory_path(path)
+    hist = np.array([(e.step, e.loss, e.accuracy) for e in trainer.history], dtype=np.float64)
+    np.savez(out, steps=np.asarray(trainer.trajectory.steps),
+             snapshots=trainer.trajectory.params, history=hist.reshape(-1, 3))
+    return out
+
+
+def load_trajectory(path: Path):
+    """``(steps, snapshots, history)`` saved next to a checkpoint, or None."""
+    import numpy as np
+
+    t = _trajectory_path(Path(path))
+    if not t.exists():
+        return None
+    try:
+        with np.load(t, allow_pickle=False) as z:
+            return z["steps"], z["snapshots"], z["history"]
+    except Exception:
+        raise LandscapeError(f"{t.name}: not a readable trajectory file") from None
+
+
+def train_preset(name: str, use_cache: bool = True, callback=None) -> PresetRun:
+    """Train a preset, or read it from the cache (model, trajectory and history)."""
+    from landscape import checkpoint
+
+    p = get(name)
+    model, d = make(name)
+    path = cache_dir() / "presets" / f"{name}-{p.key()}.safetensors"
+    if use_cache and path.exists():
+        try:
+            loaded = checkpoint.load(path)
+            traj = load_trajectory(path)
+            if traj is not None:
+                steps, snaps, hist = traj
+                return PresetRun(loaded.model, d, (steps, snaps),
+                                 [tuple(r) for r in hist.tolist()], cached=True)
+        except LandscapeError:
+            pass
+    tr: Trainer = train(model, d, p.train, callback=callback)
+    if use_cache:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        checkpoint.save(tr.model, path, data=p.data, recipe=p.recipe())
+        save_trajectory(path, tr)
+    traj = (tr.trajectory.steps, tr.trajectory.params)
+    return PresetRun(tr.model, d, traj, [(e.step, e.loss, e.accuracy) for e in tr.history])

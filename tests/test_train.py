@@ -1,0 +1,104 @@
+import pytest
+import torch
+
+from landscape import data, models, presets
+from landscape.errors import LandscapeError
+from landscape.params import flat_params
+from landscape.train import TrainConfig, Trainer, train
+
+MLP = {"name": "mlp", "args": {"in_dim": 64, "out_dim": 10, "widths": [16]}}
+
+
+@pytest.fixture(scope="module")
+def d():
+    return data.load_builtin("digits", n=200)
+
+
+@pytest.mark.parametrize("opt", ["gd", "sgd", "momentum", "adam"])
+def test_every_optimizer_lowers_the_loss(d, opt):
+    lr = {"gd": 0.5, "sgd": 0.1, "momentum": 0.1, "adam": 1e-2}[opt]
+    tr = train(models.build(MLP, seed=0), d, TrainConfig(opt, lr=lr, steps=40, batch_size=50))
+    first, last = tr.history[0].loss, tr.evaluate()[0]
+    assert last < 0.7 * first
+
+
+def test_same_seed_same_run_bit_for_bit(d):
+    cfg = TrainConfig("sgd", lr=0.1, steps=25, batch_size=32, seed=3)
+    a = train(models.build(MLP, seed=1), d, cfg)
+    b = train(models.build(MLP, seed=1), d, cfg)
+    c = train(models.build(MLP, seed=1), d, TrainConfig("sgd", lr=0.1, steps=25, batch_size=32, seed=4))
+    assert [e.loss for e in a.history] == [e.loss for e in b.history]
+    assert torch.equal(flat_params(a.model), flat_params(b.model))
+    assert not torch.equal(flat_params(a.model), flat_params(c.model))
+
+
+def test_training_never_touches_the_callers_model(d):
+    m = models.build(MLP, seed=0)
+    before = flat_params(m)
+    train(m, d, TrainConfig("adam", lr=1e-2, steps=5))
+    assert torch.equal(before, flat_params(m))
+
+
+def test_events_stream_and_can_stop_and_resume(d):
+    tr = Trainer(models.build(MLP, seed=0), d, TrainConfig("gd", lr=0.5, steps=30, snapshot_every=5))
+    seen = []
+    for ev in tr.run():
+        seen.append(ev.step)
+        if ev.step == 12:
+            break
+    assert seen == list(range(1, 13)) and tr.step == 12
+    rest = [ev.step for ev in tr.run()]
+    assert rest == list(range(13, 31))
+    assert tr.trajectory.steps == [0, 5, 10, 15, 20, 25, 30]
+
+
+def test_trajectory_memory_is_bounded(d):
+    cfg = TrainConfig("gd", lr=0.5, steps=200, snapshot_every=1, max_snapshots=8)
+    tr = train(models.build(MLP, seed=0), d, cfg)
+    assert 2 <= len(tr.trajectory) <= 9
+    assert tr.trajectory.steps[0] == 0 and tr.trajectory.steps[-1] == 200
+    assert tr.trajectory.steps == sorted(set(tr.trajectory.steps))
+    assert torch.equal(tr.trajectory.snapshots[-1], flat_params(tr.model).float())
+
+
+def test_divergence_is_reported_not_silently_nan(d):
+    tr = Trainer(models.build(MLP, seed=0), d, TrainConfig("gd", lr=1e6, steps=50, loss="mse"))
+    with pytest.raises(LandscapeError, match="diverged"):
+        for _ in tr.run():
+            pass
+
+
+def test_bad_configs_are_refused(d):
+    for cfg in (TrainConfig("rmsprop"), TrainConfig(lr=-1), TrainConfig(loss="hinge"),
+                TrainConfig(batch_size=0)):
+        with pytest.raises(LandscapeError):
+            Trainer(models.build(MLP), d, cfg)
+    reg = data.load_builtin("sines")
+    with pytest.raises(LandscapeError, match="cross-entropy"):
+        Trainer(models.build({"name": "mlp", "args": {"in_dim": 1, "out_dim": 1}}), reg, TrainConfig())
+
+
+def test_float64_squared_loss_full_batch_gd(d):
+    cfg = TrainConfig("gd", lr=0.2, steps=10, loss="mse", dtype="float64")
+    tr = train(models.build(MLP, seed=0), d, cfg)
+    assert next(tr.model.parameters()).dtype == torch.float64
+    assert tr.history[-1].loss < tr.history[0].loss
+
+
+def test_digits_mlp_preset_trains_well_and_is_cached():
+    run = presets.train_preset("digits-mlp")
+    assert not run.cached and len(run.history) == presets.get("digits-mlp").train.steps
+    steps, snaps = run.trajectory
+    assert snaps.shape[1] == sum(p.numel() for p in run.model.parameters())
+    loss_end = run.history[-1][1]
+    assert loss_end < 0.1
+    again = presets.train_preset("digits-mlp")
+    assert again.cached
+    assert torch.equal(flat_params(again.model), flat_params(run.model))
+    assert list(again.trajectory[0]) == list(steps)
+
+
+@pytest.mark.parametrize("name", list(presets.PRESETS))
+def test_every_preset_builds_and_its_model_fits_its_data(name):
+    m, d = presets.make(name)
+    assert models.output_size(m, d.input_shape) >= (d.n_classes or 1)
