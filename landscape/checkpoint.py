@@ -240,6 +240,8 @@ def load(path, arch=None) -> LoadedModel:
     if suffix == ".pt2":
         return _load_pt2(path)
     side = read_sidecar(path)
+    if side is None and suffix == ".safetensors":
+        side = _embedded_sidecar(path)
     spec = arch if arch is not None else (side or {}).get("model")
     if isinstance(spec, str):
         try:
@@ -259,20 +261,42 @@ def load(path, arch=None) -> LoadedModel:
 
 
 def save(model: nn.Module, path, data=None, recipe: dict | None = None) -> Path:
-    """Write ``model`` as ``.safetensors`` + JSON sidecar (zoo models) or ``.pt2``."""
+    """Write a zoo model as ``.safetensors`` (sidecar embedded) plus a ``.json`` sidecar."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    spec = models.spec_of(model)
     if path.suffix == ".pt2":
         raise LandscapeError("save a .pt2 with torch.export.save; landscape writes .safetensors")
-    if spec is None:
-        raise LandscapeError("only zoo models can be saved as .safetensors with a sidecar")
     if path.suffix != ".safetensors":
         path = path.with_suffix(".safetensors")
-    from safetensors.torch import save_file
-
-    sd = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    save_file(sd, str(path))
-    side = {"format": SIDECAR_FORMAT, "model": spec, "data": data, "recipe": recipe}
+    side = _sidecar(model, data, recipe)
+    path.write_bytes(to_bytes(model, data, recipe))
     path.with_suffix(".json").write_text(json.dumps(side, indent=2, default=str))
     return path
+
+
+def _sidecar(model: nn.Module, data, recipe) -> dict:
+    spec = models.spec_of(model)
+    if spec is None:
+        raise LandscapeError("only zoo models can be saved as .safetensors with a sidecar")
+    return {"format": SIDECAR_FORMAT, "model": spec, "data": data, "recipe": recipe}
+
+
+def to_bytes(model: nn.Module, data=None, recipe: dict | None = None) -> bytes:
+    """A self-contained ``.safetensors`` file: the sidecar JSON is also embedded in the
+    header metadata (key ``landscape``), so a single downloaded file loads again."""
+    from safetensors.torch import save
+
+    side = _sidecar(model, data, recipe)
+    sd = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    return save(sd, metadata={"landscape": json.dumps(side, default=str)})
+
+
+def _embedded_sidecar(path: Path) -> dict | None:
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        return json.loads(meta["landscape"]) if "landscape" in meta else None
+    except Exception:
+        return None

@@ -9,8 +9,9 @@ Built-in (``load_builtin(name, **options)``):
   shape ``[N, 64]``, pixels divided by 16 (range [0, 1]); ``standardize=True`` centres and
   scales each pixel; ``n`` takes the first n examples of a fixed seeded shuffle.
 - ``moons``, ``circles``, ``spirals``: 2-D two-class (spirals: ``classes``-arm) toy sets.
-- ``gaussians``: a ``classes``-component mixture in ``dim`` dimensions whose means are
-  ``separation`` apart on average (Gaussian means drawn with scale ``separation/sqrt(2)``).
+- ``gaussians``: a ``classes``-component mixture in ``dim`` dimensions with unit-variance
+  components whose means are ``separation`` apart on average (means drawn from
+  ``N(0, s^2 I)`` with ``s = separation / sqrt(2 dim)``); ``random_labels`` shuffles labels.
 - ``sines``: 1-D regression, ``x`` on a uniform grid over [-1, 1], target a sum of sines.
 
 User files (``load_file(path)``): ``.npz`` with arrays ``X`` and ``y``; ``.csv`` with the
@@ -155,7 +156,9 @@ def _spirals(n: int = 600, classes: int = 2, noise: float = 0.15, turns: float =
 def _gaussians(n: int = 300, classes: int = 4, dim: int = 10, separation: float = 2.0,
                random_labels: bool = False, seed: int = 0, **_):
     rng = _seeded(seed)
-    means = rng.standard_normal((classes, dim)) * separation / math.sqrt(2)
+    # Means ~ N(0, s^2 I) with s = separation / sqrt(2 dim): two means are then
+    # sqrt(2 dim) s = separation apart in expectation.
+    means = rng.standard_normal((classes, dim)) * separation / math.sqrt(2 * dim)
     y = np.arange(n) % classes
     X = means[y] + rng.standard_normal((n, dim))
     if random_labels:

@@ -130,3 +130,61 @@ def training_curves(steps, losses, accuracies=None, title: str = "Training") -> 
     fig.update_xaxes(title_text="optimizer step")
     fig.update_layout(title=title)
     return fig
+
+
+def fill_pending(z: np.ndarray) -> np.ndarray:
+    """A coarse-to-fine grid with NaN where not yet computed, filled from the nearest
+    computed point, so a partial surface draws as a blocky preview."""
+    z = np.asarray(z, float)
+    ok = np.isfinite(z)
+    if ok.all() or not ok.any():
+        return z
+    from scipy.interpolate import NearestNDInterpolator
+
+    pts = np.argwhere(ok)
+    f = NearestNDInterpolator(pts, z[ok])
+    out = z.copy()
+    out[~ok] = f(np.argwhere(~ok))
+    return out
+
+
+def trajectory_on_surface(x, y, loss, coords, steps=None, off_plane=None, log: bool = False,
+                          title: str = "Trajectory on the loss surface",
+                          xtitle: str = "direction x", ytitle: str = "direction y",
+                          zrange=None) -> go.Figure:
+    """Contour of a (possibly partial) surface with the trajectory ``coords`` [T, 2]."""
+    fig = go.Figure()
+    if loss is not None and np.isfinite(loss).any():
+        z = fill_pending(loss)
+        z = np.log10(np.maximum(z, 1e-12)) if log else z
+        fig.add_trace(go.Contour(
+            x=x, y=y, z=z, colorscale=COLORSCALE, ncontours=25,
+            zmin=None if zrange is None else zrange[0], zmax=None if zrange is None else zrange[1],
+            colorbar={"title": {"text": "log10 loss" if log else "loss", "side": "right"}},
+            hovertemplate="x=%{x:.3f}<br>y=%{y:.3f}<br>loss=%{z:.4g}<extra></extra>"))
+    coords = np.asarray(coords)
+    if len(coords):
+        text = None
+        if steps is not None:
+            text = [f"step {s}" + ("" if off_plane is None else
+                                   f"<br>off-plane distance {off_plane[i]:.3g}")
+                    for i, s in enumerate(steps)]
+        fig.add_trace(go.Scatter(x=coords[:, 0], y=coords[:, 1], mode="lines+markers",
+                                 name="trajectory", line={"color": "white", "width": 2},
+                                 marker={"size": 4, "color": "white"}, text=text,
+                                 hovertemplate="%{text}<extra></extra>"))
+        fig.add_trace(go.Scatter(x=coords[-1:, 0], y=coords[-1:, 1], mode="markers",
+                                 name="now", marker={"size": 13, "color": "red",
+                                                     "line": {"color": "white", "width": 2}}))
+    if x is not None and len(x):
+        fig.update_xaxes(range=[float(x[0]), float(x[-1])])
+        fig.update_yaxes(range=[float(y[0]), float(y[-1])])
+    fig.update_layout(title=title, xaxis_title=xtitle, yaxis_title=ytitle,
+                      legend={"orientation": "h", "y": -0.22}, margin={"t": 50})
+    return fig
+
+
+def shared_range(*results: SurfaceResult, log: bool = False) -> tuple[float, float]:
+    """One colour scale for several surfaces: min and max over all of them."""
+    zs = [_z(r, log) for r in results]
+    return (float(min(np.nanmin(z) for z in zs)), float(max(np.nanmax(z) for z in zs)))

@@ -1,49 +1,186 @@
-"""Loss-surface page: pick a preset, compute a filter-normalized or PCA surface, look."""
+"""Loss-surface explorer: contour with the trajectory, 3-D, 1-D slices, compare two models.
 
+Surfaces are computed in a background job (coarse-to-fine, progress bar, Cancel); results
+are kept per recipe for the session, so switching views never recomputes.
+"""
+
+import io
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
 import streamlit as st
 
-from landscape import plots, presets, surface
-from landscape.errors import Cancelled, LandscapeError
+from landscape import plots, presets, store, surface
+from landscape.jobs import BackgroundJob
 
+lecture = st.query_params.get("lecture") == "1"
 st.title("Loss surface")
-st.caption("Filter-normalized loss surfaces (Li et al. 2018) around a trained model.")
+st.caption("Filter-normalized loss surfaces (Li et al. 2018) around a trained model; "
+           "PCA directions follow the model's own training path.")
 
-@st.cache_resource(show_spinner="Training the preset (cached after the first time)...")
-def trained(name: str):
-    return presets.train_preset(name)
+VIEWS = ["2-D", "3-D", "1-D", "Compare"]
+names = list(presets.PRESETS)
 
-@st.cache_data(show_spinner=False, max_entries=16)
-def compute_surface(name: str, cfg: dict):
-    run = trained(name)
-    config = surface.SurfaceConfig(**cfg)
-    return surface.compute(run.model, run.data, config, trajectory=run.trajectory)
-
-with st.sidebar:
-    name = st.selectbox("Preset", list(presets.PRESETS), key="preset")
-    st.caption(presets.get(name).description)
-    kind = st.radio("Directions", ["random", "pca"], horizontal=True, key="directions")
-    n = st.slider("Grid size", 5, 61, 21, step=2, key="grid")
-    span = st.slider("Range (+/-)", 0.1, 3.0, 1.0, step=0.1, key="range",
+with st.expander("Setup", expanded=not lecture):
+    c1, c2, c3, c4 = st.columns(4)
+    view = c1.segmented_control("View", VIEWS, default="2-D", key="view", bind="query-params")
+    name = c1.selectbox("Preset", names, key="preset", bind="query-params")
+    name_b = c1.selectbox("Compare with", names, index=names.index("digits-resnet-noskip"),
+                          key="preset_b", bind="query-params", disabled=view != "Compare")
+    kind = c2.radio("Directions", ["random", "pca"], horizontal=True, key="dirs",
+                    bind="query-params")
+    norm = c2.selectbox("Normalization", ["filter", "layer", "none"], key="norm",
+                        bind="query-params")
+    bn = c2.selectbox("BatchNorm statistics", ["keep", "recompute"], key="bn",
+                      bind="query-params", help="recompute: one pass over the data per point")
+    n = c3.select_slider("Grid", [11, 21, 31, 41, 51], value=21, key="grid", bind="query-params")
+    span = c3.slider("Range (+/-)", 0.1, 3.0, 1.0, step=0.1, key="range", bind="query-params",
                      disabled=kind == "pca")
-    seed = st.number_input("Direction seed", 0, 10_000, 0, key="seed")
-    log = st.toggle("Log scale", key="log")
+    samples = c4.select_slider("Evaluation examples", ["200", "500", "1000", "all"], value="500",
+                               key="samples", bind="query-params")
+    log = c4.toggle("Log scale", key="log", bind="query-params")
 
-cfg = {"directions": kind, "grid": (n, n), "seed": int(seed),
-       "xrange": (-span, span) if kind == "random" else (-1.0, 1.0),
-       "samples": presets.get(name).surface_samples,
-       "loss": presets.get(name).train.loss}
-try:
-    with st.spinner("Computing the surface..."):
-        res = compute_surface(name, cfg)
-except (LandscapeError, Cancelled) as e:
-    st.error(f"{e}. Change the settings and try again.")
+seed = int(st.session_state.get("seed", 0))
+
+
+def recipe(preset_name: str) -> dict:
+    p = presets.get(preset_name)
+    dims1 = view == "1-D"
+    return {"directions": kind, "grid": (n,) if dims1 else (n, n), "seed": seed, "norm": norm,
+            "bn": bn, "xrange": (-span, span) if kind == "random" else (-1.0, 1.0),
+            "samples": None if samples == "all" else int(samples), "loss": p.train.loss}
+
+
+def compute(preset_name, cfg, progress=None, cancel=None):
+    """Train (or load) the preset, then its surface; run inside a background job."""
+    progress(0, 1)
+    run = presets.train_preset(preset_name)
+    res = surface.compute(run.model, run.data, surface.SurfaceConfig(**cfg),
+                          trajectory=run.trajectory, progress=progress, cancel=cancel)
+    if res.trajectory is not None:
+        res.trajectory["loss"] = surface.trajectory_losses(run.model, run.data,
+                                                           run.trajectory[1], cfg["loss"])
+    return res
+
+
+store_ = st.session_state.setdefault("surfaces", {})
+wanted = [name] + ([name_b] if view == "Compare" else [])
+keys = {nm: json.dumps([nm, recipe(nm)], sort_keys=True) for nm in wanted}
+missing = [nm for nm in wanted if keys[nm] not in store_]
+
+job = st.session_state.get("surface_job")
+if job is not None and job["key"] not in keys.values():
+    job["job"].cancel()  # the settings changed: the old computation is not wanted
+    st.session_state["surface_job"] = job = None
+if job is None and missing:
+    nm = missing[0]
+    job = {"key": keys[nm], "name": nm,
+           "job": BackgroundJob(compute, nm, recipe(nm), label=f"surface-{nm}")}
+    st.session_state["surface_job"] = job
+
+
+@st.fragment(run_every=0.3 if job is not None else None)
+def progress_panel():
+    j = st.session_state.get("surface_job")
+    if j is None:
+        return
+    s = j["job"].poll()
+    if s.state == "running":
+        frac = s.fraction
+        what = "training the preset" if s.total <= 1 else f"{s.done} of {s.total} points"
+        st.progress(frac, text=f"{j['name']}: {what} ({s.seconds:.1f} s)")
+        if st.button("Cancel", key="cancel_surface", icon=":material/cancel:"):
+            j["job"].cancel()
+        if s.partial and view in ("2-D", "Compare") and np.ndim(s.partial[0]) == 2:
+            x, y = surface.SurfaceConfig(**recipe(j["name"])).coordinates()
+            st.plotly_chart(plots.trajectory_on_surface(
+                x, y, s.partial[0], [], title=f"{j['name']}: preview (coarse to fine)",
+                log=log), width="stretch", key="preview")
+        return
+    st.session_state["surface_job"] = None
+    if s.state == "done":
+        st.session_state["surfaces"][j["key"]] = s.result
+    elif s.state == "error":
+        st.session_state["surface_error"] = s.error
+    else:
+        st.session_state["surface_error"] = "cancelled: change a setting to compute again"
+    st.rerun()
+
+
+progress_panel()
+err = st.session_state.pop("surface_error", None)
+if err:
+    st.error(f"{err}. Your settings are kept; adjust them and the surface recomputes.")
+
+ready = [store_.get(keys[nm]) for nm in wanted]
+if any(r is None for r in ready):
+    st.stop()
+res = ready[0]
+
+
+def downloads(result, stem: str, fig):
+    d1, d2, d3, d4 = st.columns(4)
+
+    def file_bytes(suffix):
+        with tempfile.TemporaryDirectory() as tmp:
+            path = store.save(result, Path(tmp) / f"surface{suffix}")
+            return path.read_bytes()
+
+    d1.download_button("Surface .h5", lambda: file_bytes(".h5"), f"{stem}.h5",
+                       key=f"dl_h5_{stem}", on_click="ignore", icon=":material/download:")
+    d2.download_button("Surface .npz", lambda: file_bytes(".npz"), f"{stem}.npz",
+                       key=f"dl_npz_{stem}", on_click="ignore", icon=":material/download:")
+    d3.download_button("Figure .html", lambda: fig.to_html(include_plotlyjs=True),
+                       f"{stem}.html", key=f"dl_html_{stem}", on_click="ignore",
+                       icon=":material/download:")
+
+    def png():
+        buf = io.BytesIO()
+        fig.write_image(buf, format="png", width=1200, height=900)
+        return buf.getvalue()
+
+    d4.download_button("Figure .png", png, f"{stem}.png", key=f"dl_png_{stem}",
+                       on_click="ignore", icon=":material/image:",
+                       help="Rendered by kaleido with the system Chromium (a few seconds)")
+
+
+if view == "Compare":
+    res_b = ready[1]
+    zr = plots.shared_range(res, res_b, log=log)
+    a, b = st.columns(2)
+    fa = plots.contour(res, log=log, zrange=zr, title=f"{name}")
+    fb = plots.contour(res_b, log=log, zrange=zr, title=f"{name_b}")
+    a.plotly_chart(fa, width="stretch", key="cmp_a")
+    b.plotly_chart(fb, width="stretch", key="cmp_b")
+    a.metric("Loss at the model", f"{res.meta['loss_center']:.4g}")
+    b.metric("Loss at the model", f"{res_b.meta['loss_center']:.4g}")
+    st.caption("One colour scale for both. " + plots.recipe_text(res))
+    downloads(res, f"{name}-surface", fa)
     st.stop()
 
-left, right = st.columns(2)
-left.plotly_chart(plots.contour(res, log=log), width="stretch")
-right.plotly_chart(plots.surface3d(res, log=log), width="stretch")
+if view == "1-D":
+    fig = plots.slice1d(res, log=log, title=f"{name}: loss along one direction")
+elif view == "3-D":
+    fig = plots.surface3d(res, log=log, title=f"{name}: loss surface")
+else:
+    fig = plots.contour(res, log=log, title=f"{name}: loss surface")
+st.plotly_chart(fig, width="stretch", key="main_fig")
 st.caption(plots.recipe_text(res))
-c1, c2, c3 = st.columns(3)
-c1.metric("Loss at the model", f"{res.meta['loss_center']:.4g}")
-c2.metric("Lowest loss on the grid", f"{res.meta['loss_min']:.4g}")
-c3.metric("Seconds", f"{res.meta['seconds']:.2f}")
+m1, m2, m3, m4 = st.columns(4)
+m1.metric("Loss at the model", f"{res.meta['loss_center']:.4g}")
+m2.metric("Lowest loss on the grid", f"{res.meta['loss_min']:.4g}")
+m3.metric("Highest loss on the grid", f"{res.meta['loss_max']:.4g}")
+m4.metric("Seconds", f"{res.meta['seconds']:.2f}")
+if res.trajectory is not None and res.trajectory.get("loss") is not None and view == "2-D":
+    with st.expander("Snapshots: real loss vs the plane's value under them"):
+        rows = []
+        for s_, (cx, cy), off, real in zip(res.trajectory["steps"], res.trajectory["coords"],
+                                           res.trajectory["off_plane"], res.trajectory["loss"]):
+            i = int(np.argmin(np.abs(res.x - cx)))
+            j = int(np.argmin(np.abs(res.y - cy)))
+            rows.append({"step": s_, "x": cx, "y": cy, "off-plane distance": off,
+                         "real loss": real, "contour value under it": float(res.loss[j, i])})
+        st.dataframe(rows, hide_index=True)
+downloads(res, f"{name}-surface", fig)

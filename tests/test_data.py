@@ -109,3 +109,12 @@ def test_subset_is_fixed_for_a_seed():
     a, b, c = d.subset(100, 0), d.subset(100, 0), d.subset(100, 1)
     assert a.n == 100 and torch.equal(a.X, b.X) and not torch.equal(a.X, c.X)
     assert d.subset(None) is d
+
+
+def test_gaussian_means_are_separation_apart_on_average():
+    seps = []
+    for seed in range(20):
+        d = data.load_builtin("gaussians", n=2000, classes=4, dim=10, separation=2.0, seed=seed)
+        cent = torch.stack([d.X[d.y == c].mean(0) for c in range(4)])
+        seps.append(torch.pdist(cent).mean().item())
+    assert 1.6 < float(np.mean(seps)) < 2.4
