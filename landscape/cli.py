@@ -73,6 +73,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, help="worker processes (default: one per core)")
     s.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto")
     s.add_argument("--out", help="result file (.h5 or .npz)")
+    h = sub.add_parser("hessian", help="Hessian spectrum: top eigenvalues, trace, density, outliers")
+    _add_model_args(h)
+    h.add_argument("--top-k", type=int, default=5, help="top eigenvalues by Lanczos")
+    h.add_argument("--trace", choices=["hutchinson", "hutchpp", "none"], default="hutchpp")
+    h.add_argument("--density", action="store_true", help="SLQ eigenvalue density")
+    h.add_argument("--probes", type=int, default=60, help="trace probes (HVPs)")
+    h.add_argument("--samples", type=int, help="fixed random subset of the data")
+    h.add_argument("--dtype", choices=["float64", "float32"], default="float64")
+    h.add_argument("--no-outliers", action="store_true", help="skip the bulk/outlier split")
+    h.add_argument("--seed", type=int, default=0)
+    h.add_argument("--out", help="result file (.npz)")
     return ap
 
 
@@ -219,18 +230,73 @@ def cmd_surface(args) -> dict:
     return out
 
 
+def cmd_hessian(args) -> dict:
+    import numpy as np
+    import torch
+
+    from landscape import hessian
+
+    if args.top_k < 1:
+        raise LandscapeError(f"--top-k must be >= 1, got {args.top_k}")
+    if args.probes < 1:
+        raise LandscapeError(f"--probes must be >= 1, got {args.probes}")
+    if args.out and Path(args.out).suffix.lower() != ".npz":
+        raise LandscapeError(f"--out must end in .npz, got {args.out}")
+    t0 = time.perf_counter()
+    model, d, loss, _, origin = _resolve_model(args)
+    sub = d.subset(args.samples, args.seed)
+    dtype = torch.float64 if args.dtype == "float64" else torch.float32
+    op = hessian.HessianOperator(model, sub.X, sub.y, loss, dtype=dtype)
+    out: dict = {"n_params": op.n_params, "n_examples": sub.n, "dtype": args.dtype,
+                 "loss": op.loss_value, "source": origin}
+    arrays: dict = {}
+    split = None
+    if sub.is_classification and not args.no_outliers:
+        split, eig = hessian.bulk_and_outliers(op)
+        out["n_outliers"] = split.n_outliers
+        out["outlier_verdict"] = split.verdict
+        out["rho"] = split.rho.tolist()
+        arrays["rho"] = split.rho
+    else:
+        eig = hessian.top_eigenpairs(op, k=args.top_k)
+        out["n_outliers"] = None
+    k = min(args.top_k, len(eig.eigenvalues))
+    out["top_eigenvalues"] = eig.eigenvalues[:k].tolist()
+    out["residuals"] = eig.residuals[:k].tolist()
+    arrays["eigenvalues"], arrays["residuals"] = eig.eigenvalues, eig.residuals
+    out["trace"] = out["trace_stderr"] = None
+    if args.trace != "none":
+        fn = hessian.hutchpp_trace if args.trace == "hutchpp" else hessian.hutchinson_trace
+        tr = fn(op, probes=args.probes, seed=args.seed)
+        out["trace"], out["trace_stderr"], out["trace_method"] = tr.trace, tr.stderr, args.trace
+    if args.density:
+        den = hessian.slq_density(op, seed=args.seed)
+        arrays["density_grid"], arrays["density"] = den.grid, den.density
+        out["density_sigma"] = den.sigma
+    out["hvps"] = op.hvps
+    out["seconds"] = round(time.perf_counter() - t0, 3)
+    if args.out:
+        np.savez(args.out, meta_json=np.array(json.dumps(out, default=str)), **arrays)
+        out["out"] = args.out
+    if not args.json:
+        print(f"top eigenvalues {np.round(out['top_eigenvalues'], 6).tolist()} "
+              f"(max residual {max(out['residuals']):.2g}); trace {out['trace']}; "
+              f"outliers: {split.message if split else 'n/a'}; {out['hvps']} HVPs, "
+              f"{out['seconds']} s")
+    return out
+
+
 def _hessian_vectors(model, d, loss, samples):
-    try:
-        from landscape import hessian
-    except ImportError:
-        raise LandscapeError("Hessian directions are not available in this build") from None
+    from landscape import hessian
+
     sub = d.subset(samples)
     op = hessian.HessianOperator(model, sub.X, sub.y, loss)
     top = hessian.top_eigenpairs(op, 2)
     return top.eigenvectors[0], top.eigenvectors[1]
 
 
-COMMANDS = {"presets": cmd_presets, "train": cmd_train, "surface": cmd_surface}
+COMMANDS = {"presets": cmd_presets, "train": cmd_train, "surface": cmd_surface,
+            "hessian": cmd_hessian}
 
 
 def main(argv=None) -> int:

@@ -1,6 +1,11 @@
 """Home: what the tool shows, in three lines, and a gallery of one-click lessons."""
 
 import streamlit as st
+from streamlit.runtime.pages_manager import PagesManager
+
+if PagesManager.uses_pages_directory:  # a deep link ran this page before app.py: hand over
+    PagesManager.uses_pages_directory = False
+    st.rerun()
 
 from landscape.ui_state import LESSONS
 

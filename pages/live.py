@@ -4,6 +4,11 @@ import json
 
 import numpy as np
 import streamlit as st
+from streamlit.runtime.pages_manager import PagesManager
+
+if PagesManager.uses_pages_directory:  # a deep link ran this page before app.py: hand over
+    PagesManager.uses_pages_directory = False
+    st.rerun()
 
 from landscape import checkpoint, data, models, plots, presets
 from landscape.errors import LandscapeError
@@ -45,6 +50,7 @@ with st.expander("Setup", expanded=not lecture):
                              bind="query-params")
     grid = c3.select_slider("Surface grid", [11, 15, 21, 31], value=21, key="live_grid",
                             bind="query-params")
+    live_log = c3.toggle("Log scale", value=True, key="live_log", bind="query-params")
     if mode == "Custom":
         k1, k2, k3, k4 = st.columns(4)
         data_name = k1.selectbox("Data", CUSTOM_DATA, key="c_data", bind="query-params")
@@ -135,7 +141,12 @@ b5.download_button("Download model (.safetensors)", model_bytes,
                    icon=":material/download:", on_click="ignore")
 
 
-@st.fragment(run_every=0.5 if run.playing else None)
+def busy() -> bool:
+    """Poll while training plays or the surface is still being computed."""
+    return run.playing or run.state().surface_done < 1
+
+
+@st.fragment(run_every=0.5 if busy() else None)
 def live_view():
     s = run.state()
     m1, m2, m3, m4 = st.columns(4)
@@ -149,15 +160,15 @@ def live_view():
     if s.plane_kind == "pca" and s.explained:
         xt = f"PC1 ({100 * s.explained[0]:.0f}% of variance), parameter distance"
         yt = f"PC2 ({100 * s.explained[1]:.0f}% of variance), parameter distance"
-        title = "Trajectory on the PCA plane (fixed once 8 snapshots exist)"
+        title = "Trajectory on the PCA plane of its first snapshots"
     else:
         xt, yt = "random direction x (filter-normalized)", "random direction y (filter-normalized)"
         title = "Trajectory on a random filter-normalized plane"
         if dirs_kind == "pca":
-            title += " (PCA plane after 8 snapshots)"
+            title = "Random plane until 8 snapshots, then the PCA plane"
     fig = plots.trajectory_on_surface(s.surface_x, s.surface_y, s.surface_loss, s.traj_coords,
-                                      s.traj_steps, s.off_plane, title=title, xtitle=xt,
-                                      ytitle=yt)
+                                      s.traj_steps, s.off_plane, log=live_log, title=title,
+                                      xtitle=xt, ytitle=yt)
     left.plotly_chart(fig, width="stretch", key="live_surface")
     if s.surface_done < 1:
         left.progress(s.surface_done, text=f"surface {100 * s.surface_done:.0f}% (coarse to fine)")
@@ -170,10 +181,10 @@ def live_view():
     if len(s.off_plane):
         st.caption(f"{len(s.traj_coords)} snapshots; the latest sits {s.off_plane[-1]:.3g} "
                    "off the plane (the contour is the loss on the plane, not at the snapshot).")
-    if not run.playing and st.session_state.get("_was_playing"):
-        st.session_state["_was_playing"] = False
-        st.rerun()
-    st.session_state["_was_playing"] = run.playing
+    if not busy() and st.session_state.get("_was_busy"):
+        st.session_state["_was_busy"] = False
+        st.rerun()  # stop polling: the page is idle
+    st.session_state["_was_busy"] = busy()
 
 
 live_view()

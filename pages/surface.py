@@ -11,6 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import streamlit as st
+from streamlit.runtime.pages_manager import PagesManager
+
+if PagesManager.uses_pages_directory:  # a deep link ran this page before app.py: hand over
+    PagesManager.uses_pages_directory = False
+    st.rerun()
 
 from landscape import plots, presets, store, surface
 from landscape.jobs import BackgroundJob
@@ -24,8 +29,8 @@ VIEWS = ["2-D", "3-D", "1-D", "Compare"]
 names = list(presets.PRESETS)
 
 with st.expander("Setup", expanded=not lecture):
+    view = st.segmented_control("View", VIEWS, default="2-D", key="view", bind="query-params")
     c1, c2, c3, c4 = st.columns(4)
-    view = c1.segmented_control("View", VIEWS, default="2-D", key="view", bind="query-params")
     name = c1.selectbox("Preset", names, key="preset", bind="query-params")
     name_b = c1.selectbox("Compare with", names, index=names.index("digits-resnet-noskip"),
                           key="preset_b", bind="query-params", disabled=view != "Compare")

@@ -1,0 +1,96 @@
+"""End to end in Chromium: lessons, Play / Pause, the trajectory moving, shared URLs."""
+
+import re
+import time
+from pathlib import Path
+
+from playwright.sync_api import expect
+
+def wait_ready(page, timeout=60_000):
+    """The app has rendered: stApp present, no skeleton, not running."""
+    expect(page.locator("[data-testid='stApp']")).to_be_visible(timeout=timeout)
+    expect(page.locator("[data-testid='stSkeleton']")).to_have_count(0, timeout=timeout)
+
+
+def shot(page, output_path, name: str) -> Path:
+    """A screenshot under the test's output folder (pytest-playwright's ``--output``)."""
+    path = Path(output_path) / f"{name}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(path), full_page=False)
+    return path
+
+
+def trajectory(page) -> list:
+    """The (x, y) points of the drawn trajectory, read from the live Plotly figure."""
+    return page.evaluate("""() => {
+        const el = document.querySelector("[data-testid='stPlotlyChart'] .js-plotly-plot");
+        const t = el && el._fullData ? el._fullData.find(d => d.name === "trajectory") : null;
+        return t ? Array.from(t.x).map((x, i) => [x, t.y[i]]) : [];
+    }""")
+
+
+def wait_for(read, ok, seconds=15.0):
+    """Poll ``read()`` until ``ok(value)``; return the last value (the caller asserts)."""
+    end = time.perf_counter() + seconds
+    value = read()
+    while not ok(value) and time.perf_counter() < end:
+        time.sleep(0.2)
+        value = read()
+    assert ok(value), value
+    return value
+
+
+def step_count(page) -> int:
+    text = page.locator("[data-testid='stMetricValue']").first.inner_text()
+    return int(text.split("/")[0].strip())
+
+
+def test_lesson_play_pause_and_the_trajectory_moves(server, page, output_path):
+    page.goto(server)
+    wait_ready(page)
+    expect(page.get_by_role("heading", name="landscape")).to_be_visible()
+    shot(page, output_path, "home")
+    # One click on a lesson opens the live page with its preset.
+    page.locator("a[href*='preset=moons-mlp']").first.click()
+    wait_ready(page)
+    expect(page.get_by_role("heading", name="Live training")).to_be_visible(timeout=30_000)
+    expect(page.locator("[data-testid='stMetricValue']").first).to_contain_text("0 /",
+                                                                               timeout=30_000)
+    assert "preset=moons-mlp" in page.url
+    expect(page.locator("[data-testid='stPlotlyChart']").first).to_be_visible(timeout=30_000)
+    before = wait_for(lambda: trajectory(page), lambda t: len(t) == 1)  # the initial weights
+    t0 = time.perf_counter()
+    page.get_by_role("button", name=re.compile("Play")).click()
+    # Within 5 s of Play the step counter moves and the plot changes.
+    deadline = t0 + 5
+    while time.perf_counter() < deadline and step_count(page) < 10:
+        time.sleep(0.2)
+    assert step_count(page) >= 10, "training did not start within 5 s of Play"
+    after = wait_for(lambda: trajectory(page), lambda t: len(t) > 3 and t[-1] != before[0])
+    shot(page, output_path, "live-playing")
+    page.get_by_role("button", name=re.compile("Pause")).click()
+    page.wait_for_timeout(1200)
+    paused_at = step_count(page)
+    page.wait_for_timeout(1500)
+    assert step_count(page) - paused_at <= 1, "Pause did not stop training within a second"
+    assert paused_at < 400  # it really paused mid-run (moons-mlp has 400 steps)
+
+
+def test_shared_url_reproduces_the_settings(server, page, output_path):
+    page.goto(f"{server}/surface?preset=moons-mlp&grid=11&dirs=pca&log=true")
+    wait_ready(page)
+    expect(page.get_by_role("heading", name="Loss surface")).to_be_visible(timeout=30_000)
+    expect(page.get_by_role("combobox", name="Preset")).to_have_value("moons-mlp")
+    expect(page.locator("[data-testid='stMetricValue']").first).to_be_visible(timeout=90_000)
+    expect(page.locator("[data-testid='stPlotlyChart']").first).to_be_visible()
+    assert "PC1" in page.locator("[data-testid='stPlotlyChart']").first.inner_text()
+    shot(page, output_path, "surface-pca")
+    assert page.locator("[data-testid='stException']").count() == 0
+
+
+def test_lecture_link_hides_controls(server, page, output_path):
+    page.goto(f"{server}/live?preset=moons-mlp&lecture=1")
+    wait_ready(page)
+    expect(page.get_by_role("heading", name="Live training")).to_be_visible(timeout=30_000)
+    expect(page.locator("section[data-testid='stSidebar']")).to_be_hidden()
+    shot(page, output_path, "lecture")
