@@ -112,7 +112,8 @@ def slice1d(res: SurfaceResult, log: bool = False, title: str | None = None) -> 
                                  mode="lines", line={"dash": "dot"}), secondary_y=True)
     fig.update_yaxes(title_text=_loss_label(res, False), type="log" if log else "linear",
                      secondary_y=False)
-    fig.update_yaxes(title_text="accuracy (%)", range=[0, 100], secondary_y=True)
+    fig.update_yaxes(title_text="accuracy (%)", range=[0, 100], secondary_y=True, showgrid=False,
+                     tickvals=[0, 25, 50, 75, 100])
     fig.update_xaxes(title_text=xt)
     fig.update_layout(title=title or "Loss along one direction")
     return fig
@@ -125,7 +126,8 @@ def training_curves(steps, losses, accuracies=None, title: str = "Training") -> 
     if accuracies is not None:
         fig.add_trace(go.Scatter(x=steps, y=100 * np.asarray(accuracies), name="accuracy",
                                  mode="lines", line={"dash": "dot"}), secondary_y=True)
-        fig.update_yaxes(title_text="accuracy (%)", range=[0, 100], secondary_y=True)
+        fig.update_yaxes(title_text="accuracy (%)", range=[0, 100], secondary_y=True,
+                         showgrid=False, tickvals=[0, 25, 50, 75, 100])
     fig.update_yaxes(title_text="training loss (batch)", type="log", secondary_y=False)
     fig.update_xaxes(title_text="optimizer step")
     fig.update_layout(title=title)

@@ -4,6 +4,11 @@ networks compute before any training (Neural Redshift)."""
 import dataclasses
 
 import streamlit as st
+from streamlit.runtime.pages_manager import PagesManager
+
+if PagesManager.uses_pages_directory:  # a deep link ran this page before app.py: hand over
+    PagesManager.uses_pages_directory = False
+    st.rerun()
 
 from landscape.device import available_devices
 from landscape.dynamics import redshift as rs
@@ -11,6 +16,12 @@ from landscape.dynamics import spectral_bias as sb
 from landscape.errors import Cancelled, LandscapeError
 
 LIVE_ABOVE = 2500  # longer runs train on a thread and draw as they go
+# The app's sidebar chooses threads and device; on its own the page uses one thread (a small
+# model: measured here 4 s with one thread, 170 s with two under load) and the preset's device.
+THREADS = int(st.session_state.get("threads", 1))
+DEVICE = st.session_state.get("device")
+if DEVICE not in ("auto", *available_devices()):  # e.g. "cuda" chosen on a machine without one
+    DEVICE = None
 
 st.title("Spectral bias")
 st.caption("A coordinate MLP fits a sum of sines; low frequencies are learned first "
@@ -19,13 +30,13 @@ st.caption("A coordinate MLP fits a sum of sines; low frequencies are learned fi
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def run_spectral(cfg: dict) -> sb.SpectralResult:
-    return sb.train(sb.SpectralConfig.from_dict(cfg))
+    return sb.train(sb.SpectralConfig.from_dict(cfg), threads=THREADS)
 
 
 @st.cache_resource(scope="session", max_entries=2, show_spinner=False,
                    on_release=lambda job: job.stop(wait=None))
 def live_job(cfg: dict) -> sb.SpectralJob:
-    return sb.SpectralJob(sb.SpectralConfig.from_dict(cfg)).start()
+    return sb.SpectralJob(sb.SpectralConfig.from_dict(cfg), threads=THREADS).start()
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -44,21 +55,22 @@ with st.sidebar:
     name = st.selectbox("Recipe", presets, key="sb_preset", bind="query-params")
     st.caption(sb.PRESET_NOTES[name])
     base = sb.PRESETS[name]
-    encoding = st.radio("Input encoding", list(sb.ENCODINGS), horizontal=True, key="encoding",
+    encoding = st.radio("Input encoding", list(sb.ENCODINGS), horizontal=True, key="sb_encoding",
                         bind="query-params",
                         format_func={"none": "raw x", "pe": "positional", "rff": "Fourier features"}.get)
     sigma = st.slider("Fourier-feature sigma (cycles per unit x)", 0.5, 40.0, 10.0, step=0.5,
-                      key="sigma", bind="query-params", disabled=encoding != "rff")
-    levels = st.slider("Positional-encoding levels L", 1, 12, 8, key="levels", bind="query-params",
+                      key="sb_sigma", bind="query-params", disabled=encoding != "rff")
+    levels = st.slider("Positional-encoding levels L", 1, 12, 8, key="sb_levels", bind="query-params",
                        disabled=encoding != "pe")
-    steps = st.slider("Steps", 100, max(base.steps, 6000), base.steps, step=100, key="steps",
+    steps = st.slider("Steps", 100, max(base.steps, 6000), base.steps, step=100, key="sb_steps",
                       bind="query-params")
-    seed = st.number_input("Seed", 0, 10_000, 0, key="sb_seed", bind="query-params")
-    amplitudes = st.radio("Amplitudes", ["equal", "rising"], horizontal=True, key="amplitudes",
+    seed = st.number_input("Run seed (phases, init)", 0, 10_000, 0, key="sb_seed", bind="query-params")
+    amplitudes = st.radio("Amplitudes", ["equal", "rising"], horizontal=True, key="sb_amplitudes",
                           bind="query-params")
 
 cfg = dataclasses.replace(base, encoding=encoding, sigma=float(sigma), levels=int(levels),
-                          steps=int(steps), seed=int(seed), amplitudes=amplitudes).to_dict()
+                          steps=int(steps), seed=int(seed), amplitudes=amplitudes,
+                          device=DEVICE or base.device).to_dict()
 
 
 def show(res: sb.SpectralResult) -> None:
@@ -71,7 +83,7 @@ def show(res: sb.SpectralResult) -> None:
     left, right = st.columns(2)
     left.plotly_chart(sb.fig_function(res, step), width="stretch")
     right.plotly_chart(sb.fig_loss(res), width="stretch")
-    if len(res.n_regions):
+    if len(res.n_regions) and res.meta["config"]["encoding"] == "none":
         st.plotly_chart(sb.fig_regions(res, step), width="stretch")
     c1, c2, c3 = st.columns(3)
     rho = res.spearman

@@ -141,14 +141,20 @@ def downloads(result, stem: str, fig):
                        f"{stem}.html", key=f"dl_html_{stem}", on_click="ignore",
                        icon=":material/download:")
 
-    def png():
-        buf = io.BytesIO()
-        fig.write_image(buf, format="png", width=1200, height=900)
-        return buf.getvalue()
-
-    d4.download_button("Figure .png", png, f"{stem}.png", key=f"dl_png_{stem}",
-                       on_click="ignore", icon=":material/image:",
-                       help="Rendered by kaleido with the system Chromium (a few seconds)")
+    png_key = f"png_{stem}"
+    if d4.button("Render .png", key=f"btn_{png_key}", icon=":material/image:",
+                 help="Rendered by kaleido with the system Chromium (a few seconds)"):
+        try:
+            with st.spinner("Rendering the PNG..."):
+                buf = io.BytesIO()
+                fig.write_image(buf, format="png", width=1200, height=900)
+            st.session_state[png_key] = buf.getvalue()
+        except Exception as e:  # kaleido needs a Chromium on the machine
+            st.error(f"PNG export failed ({type(e).__name__}: {str(e)[:120]}). Install "
+                     "Chromium (e.g. apt-get install chromium) or use the HTML export.")
+    if st.session_state.get(png_key):
+        d4.download_button("Download .png", st.session_state[png_key], f"{stem}.png",
+                           key=f"dl_{png_key}", on_click="ignore", icon=":material/download:")
 
 
 if view == "Compare":

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from playwright.sync_api import expect
 
+
 def wait_ready(page, timeout=60_000):
     """The app has rendered: stApp present, no skeleton, not running."""
     expect(page.locator("[data-testid='stApp']")).to_be_visible(timeout=timeout)
@@ -66,7 +67,9 @@ def test_lesson_play_pause_and_the_trajectory_moves(server, page, output_path):
     while time.perf_counter() < deadline and step_count(page) < 10:
         time.sleep(0.2)
     assert step_count(page) >= 10, "training did not start within 5 s of Play"
-    after = wait_for(lambda: trajectory(page), lambda t: len(t) > 3 and t[-1] != before[0])
+    # ... and the trajectory on the landscape has moved, also within those 5 s.
+    wait_for(lambda: trajectory(page), lambda t: len(t) > 3 and t[-1] != before[0],
+             seconds=max(0.5, deadline - time.perf_counter()))
     shot(page, output_path, "live-playing")
     page.get_by_role("button", name=re.compile("Pause")).click()
     page.wait_for_timeout(1200)
