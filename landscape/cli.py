@@ -73,6 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, help="worker processes (default: one per core)")
     s.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto")
     s.add_argument("--out", help="result file (.h5 or .npz)")
+    from landscape.dynamics import spectral_bias
+
+    spectral_bias.add_cli(sub)
+
     h = sub.add_parser("hessian", help="Hessian spectrum: top eigenvalues, trace, density, outliers")
     _add_model_args(h)
     h.add_argument("--top-k", type=int, default=5, help="top eigenvalues by Lanczos")
@@ -295,8 +299,14 @@ def _hessian_vectors(model, d, loss, samples):
     return top.eigenvectors[0], top.eigenvectors[1]
 
 
+def cmd_spectral_bias(args) -> dict:
+    from landscape.dynamics import spectral_bias
+
+    return spectral_bias.run_cli(args)
+
+
 COMMANDS = {"presets": cmd_presets, "train": cmd_train, "surface": cmd_surface,
-            "hessian": cmd_hessian}
+            "hessian": cmd_hessian, "spectral-bias": cmd_spectral_bias}
 
 
 def main(argv=None) -> int:

@@ -76,7 +76,7 @@ def random_direction(w: torch.Tensor, layout: Layout, seed: int = 0, norm: str =
     """A Gaussian direction for the parameter point ``w`` [P], normalized as documented."""
     _check(norm, ignore)
     g = torch.Generator().manual_seed(int(seed))
-    d = torch.randn(w.shape, generator=g, dtype=torch.float64).to(w.dtype)
+    d = torch.randn(w.shape, generator=g, dtype=torch.float64).to(dtype=w.dtype, device=w.device)
     return normalize_direction(d, w, layout, norm, ignore)
 
 

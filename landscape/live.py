@@ -78,11 +78,12 @@ class LiveState:
 
 class LiveRun:
     def __init__(self, model: torch.nn.Module, data: Dataset, train_config: TrainConfig,
-                 config: LiveConfig | None = None):
+                 config: LiveConfig | None = None, device=None):
         self.config = config or LiveConfig()
         if self.config.directions not in ("pca", "random"):
             raise LandscapeError("live directions must be 'pca' or 'random'")
-        self.trainer = Trainer(model, data, train_config)
+        self.trainer = Trainer(model, data, train_config, device=device)
+        self.device = self.trainer.device
         self.total = train_config.steps
         self.layout = Layout.of(self.trainer.model)
         self.eval_data = self.trainer.data.subset(self.config.samples, self.config.seed)
@@ -215,10 +216,13 @@ class LiveRun:
     def _set_pca_plane(self) -> None:
         tr = self.trainer.trajectory
         plane = dirs.pca_directions(tr.params, self.layout, tr.steps)
-        center = tr.snapshots[-1].to(flat_params(self.trainer.model).dtype)
+        w = flat_params(self.trainer.model)
+        center = tr.snapshots[-1].to(dtype=w.dtype, device=w.device)
         dtype = center.dtype
-        self._plane_pending = {"kind": "pca", "center": center, "dx": plane.dx.to(dtype),
-                               "dy": plane.dy.to(dtype), "explained": plane.explained.tolist()}
+        self._plane_pending = {"kind": "pca", "center": center,
+                               "dx": plane.dx.to(dtype=dtype, device=w.device),
+                               "dy": plane.dy.to(dtype=dtype, device=w.device),
+                               "explained": plane.explained.tolist()}
         coords = plane.coords
         self._set_plane(self._plane_pending, self._range_for(coords, extend=True))
 
@@ -274,7 +278,8 @@ class LiveRun:
                     self._surface_done = done / total
 
         try:
-            evaluate_grid(task, xs, ys, workers=1, progress=progress, cancel=cancel)
+            evaluate_grid(task, xs, ys, workers=1, progress=progress, cancel=cancel,
+                          device=None if self.device.type == "cpu" else self.device)
         except Cancelled:
             pass
         except Exception as e:  # report, keep training
@@ -286,7 +291,7 @@ class LiveRun:
         p = self._plane
         if p is None or len(tr) == 0:
             return None
-        coords, _ = dirs.project(tr.params, p["center"], p["dx"], p["dy"])
+        coords, _ = dirs.project(tr.params, p["center"].cpu(), p["dx"].cpu(), p["dy"].cpu())
         return coords
 
     # ------------------------------------------------------------------ polling
@@ -305,7 +310,7 @@ class LiveRun:
                 surface_version=self._surface_version, message=self._message,
                 steps_per_second=self._rate if self._status == "playing" else 0.0)
         if p is not None and snaps:
-            coords, off = dirs.project(torch.stack(snaps).numpy(), p["center"].float(),
-                                       p["dx"].float(), p["dy"].float())
+            coords, off = dirs.project(torch.stack(snaps).numpy(), p["center"].float().cpu(),
+                                       p["dx"].float().cpu(), p["dy"].float().cpu())
             st.traj_steps, st.traj_coords, st.off_plane = np.asarray(steps), coords, off
         return st

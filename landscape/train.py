@@ -125,14 +125,15 @@ class Trajectory:
 class Trainer:
     """Owns a private copy of the model, its optimizer, and the history of the run."""
 
-    def __init__(self, model: nn.Module, data: Dataset, config: TrainConfig):
+    def __init__(self, model: nn.Module, data: Dataset, config: TrainConfig, device=None):
         import copy
 
         config.validate()
         self.config = config
         dtype = DTYPES[config.dtype]
-        self.model = copy.deepcopy(model).to(dtype)
-        self.data = data.to(dtype=dtype)
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self.model = copy.deepcopy(model).to(dtype=dtype, device=self.device)
+        self.data = data.to(dtype=dtype, device=self.device)
         self.data_meta = data.meta
         if self.data.is_classification is False and config.loss == "cross_entropy":
             raise LandscapeError("cross-entropy needs integer class labels; use --loss mse "
@@ -151,16 +152,20 @@ class Trainer:
         self.step = 0
         self.history: list[StepEvent] = []
         self.trajectory = Trajectory(every=config.snapshot_every, max_snapshots=config.max_snapshots)
-        self.trajectory.add(0, flat_params(self.model).float())
+        self.trajectory.add(0, self._snapshot())
         self._order = None
         self._pos = 0
+
+    def _snapshot(self) -> torch.Tensor:
+        """The current parameters as a float32 CPU vector (trajectories live on the CPU)."""
+        return flat_params(self.model).float().cpu()
 
     def _batch(self):
         if self.full_batch:
             return self.data.X, self.data.y
         bs = self.config.batch_size
         if self._order is None or self._pos + bs > self.data.n:
-            self._order = torch.randperm(self.data.n, generator=self._gen)
+            self._order = torch.randperm(self.data.n, generator=self._gen).to(self.device)
             self._pos = 0
         idx = self._order[self._pos:self._pos + bs]
         self._pos += bs
@@ -185,7 +190,7 @@ class Trainer:
         self.step += 1
         snap = self.step % self.trajectory.every == 0
         if snap:
-            self.trajectory.add(self.step, flat_params(self.model).float())
+            self.trajectory.add(self.step, self._snapshot())
         ev = StepEvent(self.step, loss.item(), losses.accuracy(out.detach(), y),
                        time.perf_counter() - t0, snap)
         self.history.append(ev)
@@ -199,7 +204,7 @@ class Trainer:
 
     def finish(self) -> None:
         """Record the final parameters as the trajectory's last snapshot."""
-        self.trajectory.add(self.step, flat_params(self.model).float())
+        self.trajectory.add(self.step, self._snapshot())
 
     @torch.no_grad()
     def evaluate(self, data: Dataset | None = None) -> tuple[float, float]:
@@ -210,9 +215,9 @@ class Trainer:
 
 
 def train(model: nn.Module, data: Dataset, config: TrainConfig,
-          callback=None) -> Trainer:
+          callback=None, device=None) -> Trainer:
     """Run ``config.steps`` steps to the end; ``callback(event)`` may return True to stop."""
-    tr = Trainer(model, data, config)
+    tr = Trainer(model, data, config, device=device)
     for ev in tr.run():
         if callback is not None and callback(ev):
             break

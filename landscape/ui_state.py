@@ -9,7 +9,7 @@ from dataclasses import dataclass
 class Lesson:
     title: str
     text: str
-    page: str  # "live" or "surface"
+    page: str  # "live", "surface" or "spectral"
     params: dict
 
 

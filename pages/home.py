@@ -3,9 +3,12 @@
 import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 
-if PagesManager.uses_pages_directory:  # a deep link ran this page before app.py: hand over
-    PagesManager.uses_pages_directory = False
-    st.rerun()
+if PagesManager.uses_pages_directory:  # run without app.py (legacy pages/ mode): run it now
+    import runpy
+    from pathlib import Path
+
+    runpy.run_path(str(Path(__file__).resolve().parents[1] / "app.py"))
+    st.stop()
 
 from landscape.ui_state import LESSONS
 
@@ -18,7 +21,8 @@ st.markdown(
     "**Compare architectures**: the same network with and without skip connections, on one "
     "colour scale.")
 
-PAGE = {"live": "pages/live.py", "surface": "pages/surface.py"}
+PAGE = {"live": "pages/live.py", "surface": "pages/surface.py",
+        "spectral": "pages/spectral_bias.py"}
 st.subheader("Lessons")
 cols = st.columns(3)
 for i, lesson in enumerate(LESSONS):

@@ -6,11 +6,15 @@ import numpy as np
 import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 
-if PagesManager.uses_pages_directory:  # a deep link ran this page before app.py: hand over
-    PagesManager.uses_pages_directory = False
-    st.rerun()
+if PagesManager.uses_pages_directory:  # run without app.py (legacy pages/ mode): run it now
+    import runpy
+    from pathlib import Path
+
+    runpy.run_path(str(Path(__file__).resolve().parents[1] / "app.py"))
+    st.stop()
 
 from landscape import checkpoint, data, models, plots, presets
+from landscape.device import choose_device
 from landscape.errors import LandscapeError
 from landscape.live import LiveConfig, LiveRun
 from landscape.train import TrainConfig
@@ -93,9 +97,17 @@ def build_recipe():
 
 
 def run_key() -> str:
-    keys = ["mode", "preset", "live_dirs", "live_grid", "seed", "c_data", "c_widths", "c_act",
+    keys = ["device", "mode", "preset", "live_dirs", "live_grid", "seed", "c_data", "c_widths", "c_act",
             "c_opt", "c_lr", "c_batch", "c_steps"]
     return json.dumps({k: st.session_state.get(k) for k in keys}, sort_keys=True, default=str)
+
+
+def device():
+    """The sidebar's device; a GPU that is not there falls back to the CPU."""
+    try:
+        return choose_device(st.session_state.get("device", "auto"))
+    except LandscapeError:
+        return choose_device("cpu")
 
 
 def new_run():
@@ -104,7 +116,8 @@ def new_run():
     m, d, cfg, recipe = build_recipe()
     holder["run"] = LiveRun(m, d, cfg, LiveConfig(directions=dirs_kind, grid=int(grid),
                                                   steps_per_second=float(speed),
-                                                  seed=int(st.session_state.get("seed", 0))))
+                                                  seed=int(st.session_state.get("seed", 0))),
+                            device=device())
     holder["key"], holder["recipe"] = run_key(), {**recipe, "train": cfg.to_dict()}
 
 

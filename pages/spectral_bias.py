@@ -6,9 +6,12 @@ import dataclasses
 import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 
-if PagesManager.uses_pages_directory:  # a deep link ran this page before app.py: hand over
-    PagesManager.uses_pages_directory = False
-    st.rerun()
+if PagesManager.uses_pages_directory:  # run without app.py (legacy pages/ mode): run it now
+    import runpy
+    from pathlib import Path
+
+    runpy.run_path(str(Path(__file__).resolve().parents[1] / "app.py"))
+    st.stop()
 
 from landscape.device import available_devices
 from landscape.dynamics import redshift as rs

@@ -13,11 +13,16 @@ import numpy as np
 import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 
-if PagesManager.uses_pages_directory:  # a deep link ran this page before app.py: hand over
-    PagesManager.uses_pages_directory = False
-    st.rerun()
+if PagesManager.uses_pages_directory:  # run without app.py (legacy pages/ mode): run it now
+    import runpy
+    from pathlib import Path
+
+    runpy.run_path(str(Path(__file__).resolve().parents[1] / "app.py"))
+    st.stop()
 
 from landscape import plots, presets, store, surface
+from landscape.device import choose_device
+from landscape.errors import LandscapeError
 from landscape.jobs import BackgroundJob
 
 lecture = st.query_params.get("lecture") == "1"
@@ -48,22 +53,34 @@ with st.expander("Setup", expanded=not lecture):
     log = c4.toggle("Log scale", key="log", bind="query-params")
 
 seed = int(st.session_state.get("seed", 0))
+try:
+    device_name = choose_device(st.session_state.get("device", "auto")).type
+except LandscapeError:
+    device_name = "cpu"
 
 
 def recipe(preset_name: str) -> dict:
     p = presets.get(preset_name)
     dims1 = view == "1-D"
     return {"directions": kind, "grid": (n,) if dims1 else (n, n), "seed": seed, "norm": norm,
+            "device": device_name,
             "bn": bn, "xrange": (-span, span) if kind == "random" else (-1.0, 1.0),
             "samples": None if samples == "all" else int(samples), "loss": p.train.loss}
 
 
-def compute(preset_name, cfg, progress=None, cancel=None):
+def without_device(cfg: dict) -> dict:
+    """The surface recipe proper (the device is part of the cache key, not the recipe)."""
+    return {k: v for k, v in cfg.items() if k != "device"}
+
+
+def compute(preset_name, cfg, device_name="cpu", progress=None, cancel=None):
     """Train (or load) the preset, then its surface; run inside a background job."""
     progress(0, 1)
     run = presets.train_preset(preset_name)
+    dev = choose_device(device_name)
     res = surface.compute(run.model, run.data, surface.SurfaceConfig(**cfg),
-                          trajectory=run.trajectory, progress=progress, cancel=cancel)
+                          trajectory=run.trajectory, progress=progress, cancel=cancel,
+                          device=None if dev.type == "cpu" else dev)
     if res.trajectory is not None:
         res.trajectory["loss"] = surface.trajectory_losses(run.model, run.data,
                                                            run.trajectory[1], cfg["loss"])
@@ -82,7 +99,8 @@ if job is not None and job["key"] not in keys.values():
 if job is None and missing:
     nm = missing[0]
     job = {"key": keys[nm], "name": nm,
-           "job": BackgroundJob(compute, nm, recipe(nm), label=f"surface-{nm}")}
+           "job": BackgroundJob(compute, nm, without_device(recipe(nm)), device_name,
+                                label=f"surface-{nm}")}
     st.session_state["surface_job"] = job
 
 
@@ -99,7 +117,7 @@ def progress_panel():
         if st.button("Cancel", key="cancel_surface", icon=":material/cancel:"):
             j["job"].cancel()
         if s.partial and view in ("2-D", "Compare") and np.ndim(s.partial[0]) == 2:
-            x, y = surface.SurfaceConfig(**recipe(j["name"])).coordinates()
+            x, y = surface.SurfaceConfig(**without_device(recipe(j["name"]))).coordinates()
             st.plotly_chart(plots.trajectory_on_surface(
                 x, y, s.partial[0], [], title=f"{j['name']}: preview (coarse to fine)",
                 log=log), width="stretch", key="preview")

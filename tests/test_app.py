@@ -87,9 +87,13 @@ def test_live_page_play_advances_and_pause_stops():
     step0 = at.metric[0].value
     assert step0.startswith("0 /")
     at.button(key="btn_play").click().run()
-    time.sleep(1.5)
-    at.run()  # AppTest does not tick run_every: rerun by hand
-    s1 = int(at.metric[0].value.split("/")[0])
+    s1 = 0
+    for _ in range(40):  # AppTest does not tick run_every: rerun by hand
+        time.sleep(0.25)
+        at.run()
+        s1 = int(at.metric[0].value.split("/")[0])
+        if s1 > 20:
+            break
     assert s1 > 20
     at.button(key="btn_pause").click().run()
     s2 = int(at.metric[0].value.split("/")[0])

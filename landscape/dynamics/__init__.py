@@ -1,0 +1,1 @@
+"""Training-dynamics recipes: spectral bias, Neural Redshift (more to come: eos, opposing)."""
