@@ -176,6 +176,9 @@ class MLPEvaluator:
         self.XDx = torch.addmm(dbx0, X, Dx0.T)
         self.XDy = torch.addmm(dby0, X, Dy0.T)
         self.has_dy = bool(task.dy.any())
+        # Row cache: XWb = XW + b XDy for the last b, so points of one grid row cost one axpy.
+        self.XWb = self.XW.clone()
+        self._b = 0.0
         self.h = [torch.empty(self.n, L["W"][0].shape[0], dtype=X.dtype) for L in layers]
         self.Wbuf = [torch.empty_like(L["W"][0]) for L in layers]
         self.Bbuf = [torch.empty_like(L["B"][0]) for L in layers]
@@ -197,9 +200,10 @@ class MLPEvaluator:
     @torch.no_grad()
     def __call__(self, a: float, b: float = 0.0) -> tuple[float, float]:
         h = self.h[0]
-        torch.add(self.XW, self.XDx, alpha=a, out=h)
-        if self.has_dy and b != 0.0:
-            h.add_(self.XDy, alpha=b)
+        if self.has_dy and b != self._b:
+            torch.add(self.XW, self.XDy, alpha=b, out=self.XWb)
+            self._b = b
+        torch.add(self.XWb, self.XDx, alpha=a, out=h)
         self._act_(self.layers[0]["act"], h)
         for i in range(1, len(self.layers)):
             L = self.layers[i]

@@ -126,7 +126,9 @@ class SurfaceResult:
 
 def coarse_to_fine(nx: int, ny: int = 1) -> np.ndarray:
     """Flat indices ``j * nx + i`` ordered coarse-to-fine: the points on the stride-2^k
-    sub-lattice first (largest k), then each finer level; every index once."""
+    sub-lattice first (largest k), then each finer level; every index once. Inside a level
+    the order is row-major, so evaluators that cache per-row work (the MLP path's
+    ``XW + b XDy``) reuse it."""
     order, seen = [], np.zeros(nx * ny, bool)
     stride = 1
     while stride * 2 < max(nx, ny):

@@ -227,3 +227,18 @@ def test_bad_surface_requests_name_the_problem(trained_mlp, small_digits):
     three = models.build({"name": "mlp", "args": {"in_dim": 64, "out_dim": 3}})
     with pytest.raises(LandscapeError, match="3 outputs but the labels have 10 classes"):
         surface.compute(three, small_digits, surface.SurfaceConfig(grid=(3, 3)))
+
+
+
+def test_mlp_row_cache_gives_the_same_values_in_any_order(trained_mlp, small_digits):
+    m = trained_mlp.model
+    lay, w = Layout.of(m), flat_params(m)
+    dx, dy = dirs.random_plane(w, lay, seed=4)
+    from landscape.evaluators import MLPEvaluator
+
+    ev = MLPEvaluator(PlaneTask(m, w, dx, dy, small_digits.X, small_digits.y))
+    pts = [(0.5, 0.25), (-0.5, 0.25), (0.5, -1.0), (0.0, 0.0), (0.5, 0.25)]
+    vals = [ev(a, b)[0] for a, b in pts]
+    fresh = [MLPEvaluator(PlaneTask(m, w, dx, dy, small_digits.X, small_digits.y))(a, b)[0]
+             for a, b in pts]
+    assert vals == fresh and vals[0] == vals[-1]
