@@ -27,6 +27,8 @@ PAGES = {
                     url_path="live"),
     "surface": st.Page("pages/surface.py", title="Loss surface", icon=":material/landscape:",
                        url_path="surface"),
+    "hessian": st.Page("pages/hessian.py", title="Hessian spectrum", icon=":material/insights:",
+                       url_path="hessian"),
     "spectral": st.Page("pages/spectral_bias.py", title="Spectral bias",
                         icon=":material/graphic_eq:", url_path="spectral-bias"),
 }

@@ -207,7 +207,9 @@ def cmd_surface(args) -> dict:
     model_c = checkpoint.load(args.checkpoint3, arch=args.arch).model if args.checkpoint3 else None
     hvecs = None
     if args.directions == "hessian":
-        hvecs = _hessian_vectors(model, d, loss, args.samples)
+        from landscape.spectrum import top_directions
+
+        hvecs = top_directions(model, d, loss, args.samples, args.seed)
     if args.directions == "pca" and traj is None:
         raise LandscapeError("PCA directions need a trajectory: use --preset, a checkpoint "
                              "written by `landscape train --out`, or --trajectory")
@@ -236,67 +238,44 @@ def cmd_surface(args) -> dict:
 
 def cmd_hessian(args) -> dict:
     import numpy as np
-    import torch
 
-    from landscape import hessian
+    from landscape import spectrum
 
-    if args.top_k < 1:
-        raise LandscapeError(f"--top-k must be >= 1, got {args.top_k}")
-    if args.probes < 1:
-        raise LandscapeError(f"--probes must be >= 1, got {args.probes}")
     if args.out and Path(args.out).suffix.lower() != ".npz":
         raise LandscapeError(f"--out must end in .npz, got {args.out}")
-    t0 = time.perf_counter()
     model, d, loss, _, origin = _resolve_model(args)
-    sub = d.subset(args.samples, args.seed)
-    dtype = torch.float64 if args.dtype == "float64" else torch.float32
-    op = hessian.HessianOperator(model, sub.X, sub.y, loss, dtype=dtype)
-    out: dict = {"n_params": op.n_params, "n_examples": sub.n, "dtype": args.dtype,
-                 "loss": op.loss_value, "source": origin}
-    arrays: dict = {}
-    split = None
-    if sub.is_classification and not args.no_outliers:
-        split, eig = hessian.bulk_and_outliers(op)
-        out["n_outliers"] = split.n_outliers
-        out["outlier_verdict"] = split.verdict
-        out["rho"] = split.rho.tolist()
-        arrays["rho"] = split.rho
-    else:
-        eig = hessian.top_eigenpairs(op, k=args.top_k)
-        out["n_outliers"] = None
-    k = min(args.top_k, len(eig.eigenvalues))
-    out["top_eigenvalues"] = eig.eigenvalues[:k].tolist()
-    out["residuals"] = eig.residuals[:k].tolist()
-    arrays["eigenvalues"], arrays["residuals"] = eig.eigenvalues, eig.residuals
-    out["trace"] = out["trace_stderr"] = None
-    if args.trace != "none":
-        fn = hessian.hutchpp_trace if args.trace == "hutchpp" else hessian.hutchinson_trace
-        tr = fn(op, probes=args.probes, seed=args.seed)
-        out["trace"], out["trace_stderr"], out["trace_method"] = tr.trace, tr.stderr, args.trace
-    if args.density:
-        den = hessian.slq_density(op, seed=args.seed)
-        arrays["density_grid"], arrays["density"] = den.grid, den.density
-        out["density_sigma"] = den.sigma
-    out["hvps"] = op.hvps
-    out["seconds"] = round(time.perf_counter() - t0, 3)
+    rep = spectrum.compute_report(
+        model, d, loss, top_k=args.top_k, outliers=not args.no_outliers, trace=args.trace,
+        probes=args.probes, density=args.density, samples=args.samples, dtype=args.dtype,
+        seed=args.seed)
+    k = min(args.top_k, len(rep.eig.eigenvalues))
+    out = {"top_eigenvalues": rep.eig.eigenvalues[:k].tolist(),
+           "residuals": rep.eig.residuals[:k].tolist(),
+           "trace": rep.trace.trace if rep.trace else None,
+           "trace_stderr": rep.trace.stderr if rep.trace else None,
+           "trace_method": args.trace,
+           "n_outliers": rep.split.n_outliers if rep.split else None,
+           "outlier_verdict": rep.split.verdict if rep.split else None,
+           "rho": rep.split.rho.tolist() if rep.split else None,
+           "hvps": rep.meta["hvps"], "n_params": rep.meta["n_params"],
+           "n_examples": rep.meta["n_examples"], "dtype": args.dtype,
+           "seconds": round(rep.meta["seconds"], 3), "source": origin}
+    if rep.density is not None:
+        out["density_sigma"] = rep.density.sigma
     if args.out:
+        arrays = {"eigenvalues": rep.eig.eigenvalues, "residuals": rep.eig.residuals}
+        if rep.split is not None:
+            arrays["rho"] = rep.split.rho
+        if rep.density is not None:
+            arrays["density_grid"], arrays["density"] = rep.density.grid, rep.density.density
         np.savez(args.out, meta_json=np.array(json.dumps(out, default=str)), **arrays)
         out["out"] = args.out
     if not args.json:
         print(f"top eigenvalues {np.round(out['top_eigenvalues'], 6).tolist()} "
               f"(max residual {max(out['residuals']):.2g}); trace {out['trace']}; "
-              f"outliers: {split.message if split else 'n/a'}; {out['hvps']} HVPs, "
+              f"outliers: {rep.split.message if rep.split else 'n/a'}; {out['hvps']} HVPs, "
               f"{out['seconds']} s")
     return out
-
-
-def _hessian_vectors(model, d, loss, samples):
-    from landscape import hessian
-
-    sub = d.subset(samples)
-    op = hessian.HessianOperator(model, sub.X, sub.y, loss)
-    top = hessian.top_eigenpairs(op, 2)
-    return top.eigenvectors[0], top.eigenvectors[1]
 
 
 def cmd_spectral_bias(args) -> dict:

@@ -27,7 +27,9 @@ def _axis_titles(res: SurfaceResult) -> tuple[str, str]:
     if kind == "interpolate":
         return "t (0 = model A, 1 = model B)", "random filter-normalized direction y"
     if kind == "hessian":
-        return "top Hessian eigenvector, parameter distance", "2nd eigenvector, parameter distance"
+        ev = m.get("hessian_eigenvalues") or [float("nan")] * 2
+        return (f"top Hessian eigenvector (λ1 = {ev[0]:.3g}), parameter distance",
+                f"2nd eigenvector (λ2 = {ev[1]:.3g}), parameter distance")
     norm = m.get("recipe", {}).get("norm", "filter")
     return f"direction x ({norm}-normalized units)", f"direction y ({norm}-normalized units)"
 

@@ -404,11 +404,13 @@ def compute(model: nn.Module, data: Dataset, config: SurfaceConfig, *, trajector
         pl = dirs.plane_through(w, flat_params(model_b).to(w.dtype), flat_params(model_c).to(w.dtype))
         dx, dy = pl.dx, pl.dy
         extra["model_coords"] = pl.coords.tolist()
-    else:  # hessian
+    else:  # hessian: (u1, u2[, eigenvalues]) unit eigenvectors
         if hessian_vectors is None:
             raise LandscapeError("Hessian directions need the top eigenvectors")
         dx = torch.as_tensor(np.asarray(hessian_vectors[0]), dtype=w.dtype)
         dy = torch.as_tensor(np.asarray(hessian_vectors[1]), dtype=w.dtype)
+        if len(hessian_vectors) > 2:
+            extra["hessian_eigenvalues"] = [float(v) for v in hessian_vectors[2]]
     if config.dims == 1:
         dy = None
     res = surface(model, data, dx, dy, config, progress=progress, cancel=cancel, device=device,

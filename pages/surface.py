@@ -39,15 +39,19 @@ with st.expander("Setup", expanded=not lecture):
     name = c1.selectbox("Preset", names, key="preset", bind="query-params")
     name_b = c1.selectbox("Compare with", names, index=names.index("digits-resnet-noskip"),
                           key="preset_b", bind="query-params", disabled=view != "Compare")
-    kind = c2.radio("Directions", ["random", "pca"], horizontal=True, key="dirs",
-                    bind="query-params")
+    kind = c2.radio("Directions", ["random", "pca", "hessian"], horizontal=True, key="dirs",
+                    bind="query-params",
+                    help="random: filter-normalized; pca: the training path's principal "
+                         "directions; hessian: the top two eigenvectors (sharpest directions)")
     norm = c2.selectbox("Normalization", ["filter", "layer", "none"], key="norm",
                         bind="query-params")
     bn = c2.selectbox("BatchNorm statistics", ["keep", "recompute"], key="bn",
                       bind="query-params", help="recompute: one pass over the data per point")
     n = c3.select_slider("Grid", [11, 21, 31, 41, 51], value=21, key="grid", bind="query-params")
     span = c3.slider("Range (+/-)", 0.1, 3.0, 1.0, step=0.1, key="range", bind="query-params",
-                     disabled=kind == "pca")
+                     disabled=kind == "pca",
+                     help="units of the directions: filter norms (random), parameter "
+                          "distance (hessian)")
     samples = c4.select_slider("Evaluation examples", ["200", "500", "1000", "all"], value="500",
                                key="samples", bind="query-params")
     log = c4.toggle("Log scale", key="log", bind="query-params")
@@ -64,7 +68,7 @@ def recipe(preset_name: str) -> dict:
     dims1 = view == "1-D"
     return {"directions": kind, "grid": (n,) if dims1 else (n, n), "seed": seed, "norm": norm,
             "device": device_name,
-            "bn": bn, "xrange": (-span, span) if kind == "random" else (-1.0, 1.0),
+            "bn": bn, "xrange": (-span, span) if kind != "pca" else (-1.0, 1.0),
             "samples": None if samples == "all" else int(samples), "loss": p.train.loss}
 
 
@@ -78,9 +82,14 @@ def compute(preset_name, cfg, device_name="cpu", progress=None, cancel=None):
     progress(0, 1)
     run = presets.train_preset(preset_name)
     dev = choose_device(device_name)
+    hvecs = None
+    if cfg["directions"] == "hessian":
+        from landscape.spectrum import top_directions
+
+        hvecs = top_directions(run.model, run.data, cfg["loss"], cfg["samples"], cfg["seed"])
     res = surface.compute(run.model, run.data, surface.SurfaceConfig(**cfg),
-                          trajectory=run.trajectory, progress=progress, cancel=cancel,
-                          device=None if dev.type == "cpu" else dev)
+                          trajectory=run.trajectory, hessian_vectors=hvecs, progress=progress,
+                          cancel=cancel, device=None if dev.type == "cpu" else dev)
     if res.trajectory is not None:
         res.trajectory["loss"] = surface.trajectory_losses(run.model, run.data,
                                                            run.trajectory[1], cfg["loss"])

@@ -128,3 +128,37 @@ def test_lecture_link_hides_the_sidebar():
     plain = app()
     plain.run()
     assert not any("stSidebar" in m.value for m in plain.markdown)
+
+
+def test_hessian_page_shows_spectrum_outliers_and_layers():
+    at = app(h_preset="moons-mlp", h_layers="true", h_samples="200")
+    at.switch_page("pages/hessian.py")
+    for _ in range(120):
+        at.run()
+        assert not at.exception
+        if at.metric:
+            break
+        time.sleep(0.25)
+    keys = [c.key for c in at.get("plotly_chart")]
+    assert {"h_top", "h_rho", "h_density_fig", "h_layers_fig"} <= set(keys)
+    values = {m.label: m.value for m in at.metric}
+    assert float(values["λ1 (sharpness)"]) > 0 and int(values["HVPs"]) > 0
+    # The PyHessian backend is selectable and reports the same top eigenvalue roughly.
+    at.radio(key="h_backend").set_value("pyhessian")
+    for _ in range(120):
+        at.run()
+        assert not at.exception
+        if at.metric and "h_rho" not in [c.key for c in at.get("plotly_chart")]:
+            break
+        time.sleep(0.25)
+    ours = float(values["λ1 (sharpness)"])
+    theirs = float({m.label: m.value for m in at.metric}["λ1 (sharpness)"])
+    assert abs(theirs - ours) / ours < 0.05
+
+
+def test_surface_page_hessian_directions():
+    at = app(preset="moons-mlp", grid="11", dirs="hessian", range="0.5")
+    at.switch_page("pages/surface.py")
+    wait_for_surface(at)
+    spec = next(c for c in at.get("plotly_chart") if c.key == "main_fig").proto.spec
+    assert "top Hessian eigenvector" in spec

@@ -147,3 +147,22 @@ def test_python_dash_m_and_a_real_process_exit_code(tmp_path):
                           str(tmp_path / "nope.pt2")], capture_output=True, text=True, env=env,
                          timeout=120)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr
+
+
+def test_hessian_command_json_keys_and_hessian_directions(capsys, trained, tmp_path):
+    code, out, err = run(capsys, "hessian", "--checkpoint", str(trained), "--top-k", "3",
+                         "--density", "--probes", "20", "--out", str(tmp_path / "h.npz"), "--json")
+    assert code == 0, err
+    res = json.loads(out)
+    for key in ("top_eigenvalues", "residuals", "trace", "trace_stderr", "n_outliers", "hvps",
+                "n_params", "seconds"):
+        assert key in res
+    assert len(res["top_eigenvalues"]) == 3 and res["top_eigenvalues"][0] >= res["top_eigenvalues"][1]
+    assert max(res["residuals"]) < 1e-6 * res["top_eigenvalues"][0]
+    assert np.load(tmp_path / "h.npz")["density"].ndim == 1
+    code, out, err = run(capsys, "surface", "--checkpoint", str(trained), "--directions",
+                         "hessian", "--grid", "5", "--range", "-0.5", "0.5", "--json")
+    assert code == 0, err
+    assert abs(json.loads(out)["cos_dx_dy"]) < 1e-6  # eigenvectors are orthogonal
+    code, _, err = run(capsys, "hessian", "--checkpoint", str(trained), "--top-k", "0")
+    assert code == 2 and "at least 1" in err
