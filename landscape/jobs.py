@@ -10,9 +10,11 @@ Swapping the thread for a process later changes nothing for the pages.
 
 from __future__ import annotations
 
+import atexit
 import threading
 import time
 import traceback
+import weakref
 from dataclasses import dataclass, field
 
 from landscape.errors import Cancelled, LandscapeError
@@ -37,6 +39,22 @@ class JobStatus:
         return self.state != "running"
 
 
+_live_jobs: weakref.WeakSet = weakref.WeakSet()
+
+
+def stop_all(timeout: float = 10.0) -> None:
+    """Cancel every job still running and wait for its thread (at interpreter exit, so no
+    thread is killed in the middle of a torch call)."""
+    jobs = list(_live_jobs)
+    for job in jobs:
+        job.cancel()
+    for job in jobs:
+        job.join(timeout)
+
+
+atexit.register(stop_all)
+
+
 class BackgroundJob:
     def __init__(self, fn, *args, label: str = "", **kwargs):
         self.label = label
@@ -46,6 +64,7 @@ class BackgroundJob:
         self._t0 = time.perf_counter()
         self._thread = threading.Thread(target=self._run, args=(fn, args, kwargs), daemon=True,
                                         name=f"landscape-job-{label}")
+        _live_jobs.add(self)
         self._thread.start()
 
     def _progress(self, done, total, *partial):

@@ -24,9 +24,11 @@ both threads (a page calls it on Reset, when the user leaves, and when the tab c
 
 from __future__ import annotations
 
+import atexit
 import copy
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -76,6 +78,15 @@ class LiveState:
     steps_per_second: float = 0.0
 
 
+_live_runs: weakref.WeakSet = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    for run in list(_live_runs):
+        run.close()
+
+
 class LiveRun:
     def __init__(self, model: torch.nn.Module, data: Dataset, train_config: TrainConfig,
                  config: LiveConfig | None = None, device=None):
@@ -110,6 +121,7 @@ class LiveRun:
         self._set_random_plane()
         self._train_thread = threading.Thread(target=self._train_loop, daemon=True,
                                               name="landscape-live-train")
+        _live_runs.add(self)
         self._train_thread.start()
 
     # ------------------------------------------------------------------ controls

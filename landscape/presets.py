@@ -15,7 +15,7 @@ from pathlib import Path
 
 from landscape import data as data_mod
 from landscape import models
-from landscape.errors import LandscapeError
+from landscape.errors import Cancelled, LandscapeError
 from landscape.train import TrainConfig, Trainer, train
 
 
@@ -138,8 +138,11 @@ def load_trajectory(path: Path):
         raise LandscapeError(f"{t.name}: not a readable trajectory file") from None
 
 
-def train_preset(name: str, use_cache: bool = True, callback=None) -> PresetRun:
-    """Train a preset, or read it from the cache (model, trajectory and history)."""
+def train_preset(name: str, use_cache: bool = True, callback=None, cancel=None) -> PresetRun:
+    """Train a preset, or read it from the cache (model, trajectory and history).
+
+    ``callback(event)`` sees every step (return True to stop early; nothing is cached then);
+    ``cancel`` (a ``threading.Event``) raises :class:`~landscape.errors.Cancelled`."""
     from landscape import checkpoint
 
     p = get(name)
@@ -155,8 +158,17 @@ def train_preset(name: str, use_cache: bool = True, callback=None) -> PresetRun:
                                  [tuple(r) for r in hist.tolist()], cached=True)
         except LandscapeError:
             pass
-    tr: Trainer = train(model, d, p.train, callback=callback)
-    if use_cache:
+    stopped = False
+
+    def step(ev):
+        nonlocal stopped
+        if cancel is not None and cancel.is_set():
+            raise Cancelled(f"training {name} cancelled at step {ev.step}")
+        stopped = bool(callback(ev)) if callback is not None else False
+        return stopped
+
+    tr: Trainer = train(model, d, p.train, callback=step)
+    if use_cache and not stopped:
         path.parent.mkdir(parents=True, exist_ok=True)
         checkpoint.save(tr.model, path, data=p.data, recipe=p.recipe())
         save_trajectory(path, tr)

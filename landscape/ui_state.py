@@ -28,11 +28,12 @@ LESSONS = [
     Lesson("Skip connections smooth the landscape",
            "Li et al.'s headline: the same deep CNN with and without skip connections, side by "
            "side on one colour scale.", "surface",
-           {"view": "compare", "preset": "digits-resnet-skip", "preset_b": "digits-resnet-noskip"}),
+           {"view": "Compare", "preset": "digits-resnet-skip", "preset_b": "digits-resnet-noskip",
+            "grid": 15, "samples": "200", "log": "true"}),
     Lesson("A minimum up close",
            "A filter-normalized 2-D slice around a trained MLP, as a contour and in 3-D.",
-           "surface", {"view": "2-D", "preset": "digits-mlp"}),
+           "surface", {"view": "2-D", "preset": "digits-mlp", "grid": 31}),
     Lesson("The edge-of-stability network",
            "A tanh MLP trained by full-batch GD at eta = 0.2 with the squared loss; its PCA "
-           "surface.", "surface", {"view": "2-D", "preset": "eos-tanh", "dirs": "pca"}),
+           "surface.", "surface", {"view": "2-D", "preset": "eos-tanh", "dirs": "pca", "log": "true"}),
 ]

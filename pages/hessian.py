@@ -16,7 +16,7 @@ if PagesManager.uses_pages_directory:  # run without app.py (legacy pages/ mode)
 
 from landscape import hessian_plots as hp
 from landscape import presets, spectrum
-from landscape.jobs import BackgroundJob
+from ui import jobs as ui_jobs
 
 lecture = st.query_params.get("lecture") == "1"
 st.title("Hessian spectrum")
@@ -54,7 +54,7 @@ key = json.dumps(cfg, sort_keys=True)
 
 def run_report(cfg, progress=None, cancel=None):
     progress(0, 1, "training the preset (cached after the first time)")
-    run = presets.train_preset(cfg["preset"])
+    run = presets.train_preset(cfg["preset"], cancel=cancel)
     loss = presets.get(cfg["preset"]).train.loss
     pyh = cfg["backend"] == "pyhessian"
     rep = spectrum.compute_report(
@@ -70,43 +70,10 @@ def run_report(cfg, progress=None, cancel=None):
     return rep, during
 
 
-results = st.session_state.setdefault("hessian_results", {})
-job = st.session_state.get("hessian_job")
-if job is not None and job["key"] != key:
-    job["job"].cancel()
-    st.session_state["hessian_job"] = job = None
-if job is None and key not in results:
-    job = {"key": key, "job": BackgroundJob(run_report, cfg, label="hessian")}
-    st.session_state["hessian_job"] = job
-
-
-@st.fragment(run_every=0.3 if job is not None else None)
-def progress_panel():
-    j = st.session_state.get("hessian_job")
-    if j is None:
-        return
-    s = j["job"].poll()
-    if s.state == "running":
-        stage = s.partial[0] if s.partial else "starting"
-        st.progress(s.fraction, text=f"{stage} ({s.seconds:.1f} s)")
-        if st.button("Cancel", key="h_cancel", icon=":material/cancel:"):
-            j["job"].cancel()
-        return
-    st.session_state["hessian_job"] = None
-    if s.state == "done":
-        st.session_state["hessian_results"][j["key"]] = s.result
-    else:
-        st.session_state["hessian_error"] = s.error or "cancelled: change a setting to compute again"
-    st.rerun()
-
-
-progress_panel()
-err = st.session_state.pop("hessian_error", None)
-if err:
-    st.error(f"{err}. Your settings are kept; adjust them and the spectrum recomputes.")
-if key not in results:
+result = ui_jobs.keyed_result("hessian", key, run_report, cfg)
+if result is None:
     st.stop()
-rep, during = results[key]
+rep, during = result
 
 m1, m2, m3, m4 = st.columns(4)
 m1.metric("λ1 (sharpness)", f"{rep.eig.eigenvalues[0]:.4g}")

@@ -23,7 +23,7 @@ if PagesManager.uses_pages_directory:  # run without app.py (legacy pages/ mode)
 from landscape import plots, presets, store, surface
 from landscape.device import choose_device
 from landscape.errors import LandscapeError
-from landscape.jobs import BackgroundJob
+from ui import jobs as ui_jobs
 
 lecture = st.query_params.get("lecture") == "1"
 st.title("Loss surface")
@@ -47,7 +47,8 @@ with st.expander("Setup", expanded=not lecture):
                         bind="query-params")
     bn = c2.selectbox("BatchNorm statistics", ["keep", "recompute"], key="bn",
                       bind="query-params", help="recompute: one pass over the data per point")
-    n = c3.select_slider("Grid", [11, 21, 31, 41, 51], value=21, key="grid", bind="query-params")
+    n = c3.select_slider("Grid", [11, 15, 21, 31, 41, 51], value=21, key="grid",
+                         bind="query-params")
     span = c3.slider("Range (+/-)", 0.1, 3.0, 1.0, step=0.1, key="range", bind="query-params",
                      disabled=kind == "pca",
                      help="units of the directions: filter norms (random), parameter "
@@ -80,7 +81,7 @@ def without_device(cfg: dict) -> dict:
 def compute(preset_name, cfg, device_name="cpu", progress=None, cancel=None):
     """Train (or load) the preset, then its surface; run inside a background job."""
     progress(0, 1)
-    run = presets.train_preset(preset_name)
+    run = presets.train_preset(preset_name, cancel=cancel)
     dev = choose_device(device_name)
     hvecs = None
     if cfg["directions"] == "hessian":
@@ -96,59 +97,29 @@ def compute(preset_name, cfg, device_name="cpu", progress=None, cancel=None):
     return res
 
 
-store_ = st.session_state.setdefault("surfaces", {})
+def progress_text(status):
+    return ("training the preset (cached after the first time)" if status.total <= 1
+            else f"{status.done} of {status.total} points, coarse to fine")
+
+
 wanted = [name] + ([name_b] if view == "Compare" else [])
-keys = {nm: json.dumps([nm, recipe(nm)], sort_keys=True) for nm in wanted}
-missing = [nm for nm in wanted if keys[nm] not in store_]
+ready = []
+for nm in wanted:
+    cfg_nm = recipe(nm)
 
-job = st.session_state.get("surface_job")
-if job is not None and job["key"] not in keys.values():
-    job["job"].cancel()  # the settings changed: the old computation is not wanted
-    st.session_state["surface_job"] = job = None
-if job is None and missing:
-    nm = missing[0]
-    job = {"key": keys[nm], "name": nm,
-           "job": BackgroundJob(compute, nm, without_device(recipe(nm)), device_name,
-                                label=f"surface-{nm}")}
-    st.session_state["surface_job"] = job
-
-
-@st.fragment(run_every=0.3 if job is not None else None)
-def progress_panel():
-    j = st.session_state.get("surface_job")
-    if j is None:
-        return
-    s = j["job"].poll()
-    if s.state == "running":
-        frac = s.fraction
-        what = "training the preset" if s.total <= 1 else f"{s.done} of {s.total} points"
-        st.progress(frac, text=f"{j['name']}: {what} ({s.seconds:.1f} s)")
-        if st.button("Cancel", key="cancel_surface", icon=":material/cancel:"):
-            j["job"].cancel()
-        if s.partial and view in ("2-D", "Compare") and np.ndim(s.partial[0]) == 2:
-            x, y = surface.SurfaceConfig(**without_device(recipe(j["name"]))).coordinates()
+    def preview(status, nm=nm, cfg_nm=cfg_nm):
+        if view in ("2-D", "Compare") and np.ndim(status.partial[0]) == 2:
+            x, y = surface.SurfaceConfig(**without_device(cfg_nm)).coordinates()
             st.plotly_chart(plots.trajectory_on_surface(
-                x, y, s.partial[0], [], title=f"{j['name']}: preview (coarse to fine)",
-                log=log), width="stretch", key="preview")
-        return
-    st.session_state["surface_job"] = None
-    if s.state == "done":
-        st.session_state["surfaces"][j["key"]] = s.result
-    elif s.state == "error":
-        st.session_state["surface_error"] = s.error
-    else:
-        st.session_state["surface_error"] = "cancelled: change a setting to compute again"
-    st.rerun()
+                x, y, status.partial[0], [], title=f"{nm}: preview (coarse to fine)", log=log),
+                width="stretch", key="preview")
 
-
-progress_panel()
-err = st.session_state.pop("surface_error", None)
-if err:
-    st.error(f"{err}. Your settings are kept; adjust them and the surface recomputes.")
-
-ready = [store_.get(keys[nm]) for nm in wanted]
-if any(r is None for r in ready):
-    st.stop()
+    res_nm = ui_jobs.keyed_result("surface", json.dumps([nm, cfg_nm], sort_keys=True), compute,
+                                  nm, without_device(cfg_nm), device_name, preview=preview,
+                                  what=progress_text)
+    if res_nm is None:
+        st.stop()
+    ready.append(res_nm)
 res = ready[0]
 
 

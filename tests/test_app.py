@@ -162,3 +162,30 @@ def test_surface_page_hessian_directions():
     wait_for_surface(at)
     spec = next(c for c in at.get("plotly_chart") if c.key == "main_fig").proto.spec
     assert "top Hessian eigenvector" in spec
+
+
+def test_every_lesson_link_sets_valid_widget_values():
+    """A lesson's query parameters must be values its page accepts (invalid ones are
+    silently dropped by Streamlit, which would open the wrong view)."""
+    from landscape.ui_state import LESSONS
+
+    pages = {"live": "pages/live.py", "surface": "pages/surface.py",
+             "spectral": "pages/spectral_bias.py"}
+    for lesson in LESSONS:
+        if not lesson.params:
+            continue
+        at = AppTest.from_file(APP, default_timeout=240)
+        at.switch_page(pages[lesson.page])
+        for k, v in lesson.params.items():
+            at.query_params[k] = str(v)
+        at.run()
+        assert not at.exception, lesson.title
+        for k, v in lesson.params.items():
+            widget = at.session_state[k]
+            assert str(widget).lower() == str(v).lower(), (lesson.title, k, widget, v)
+        holder = at.session_state["live_holder"] if "live_holder" in at.session_state else None
+        if holder and holder.get("run") is not None:
+            holder["run"].close()
+        job = at.session_state["surface_job"] if "surface_job" in at.session_state else None
+        if job:
+            job["job"].cancel()

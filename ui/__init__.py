@@ -1,0 +1,1 @@
+"""Streamlit helpers shared by the pages (the backend package ``landscape`` stays UI-free)."""
