@@ -29,6 +29,8 @@ PAGES = {
                        url_path="surface"),
     "hessian": st.Page("pages/hessian.py", title="Hessian spectrum", icon=":material/insights:",
                        url_path="hessian"),
+    "inspect": st.Page("pages/inspect.py", title="Inspect a checkpoint",
+                       icon=":material/upload_file:", url_path="inspect"),
     "spectral": st.Page("pages/spectral_bias.py", title="Spectral bias",
                         icon=":material/graphic_eq:", url_path="spectral-bias"),
 }

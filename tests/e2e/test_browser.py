@@ -97,3 +97,17 @@ def test_lecture_link_hides_controls(server, page, output_path):
     expect(page.get_by_role("heading", name="Live training")).to_be_visible(timeout=30_000)
     expect(page.locator("section[data-testid='stSidebar']")).to_be_hidden()
     shot(page, output_path, "lecture")
+
+
+def test_upload_the_example_checkpoint_and_see_its_surface(server, page, output_path):
+    example = Path(__file__).resolve().parents[2] / "assets" / "examples" / "digits-cnn-bn.pt2"
+    page.goto(f"{server}/inspect")
+    wait_ready(page)
+    expect(page.get_by_role("heading", name="Inspect a checkpoint")).to_be_visible(timeout=30_000)
+    page.locator("[data-testid='stFileUploaderDropzoneInput']").first.set_input_files(str(example))
+    expect(page.get_by_text("digits-cnn-bn.pt2: pt2")).to_be_visible(timeout=60_000)
+    chart = page.locator("[data-testid='stPlotlyChart']").first
+    expect(chart).to_be_visible(timeout=120_000)
+    expect(page.locator("[data-testid='stMetricValue']").first).to_be_visible()
+    assert page.locator("[data-testid='stException']").count() == 0
+    shot(page, output_path, "inspect-upload")
