@@ -56,8 +56,9 @@ def recipe_text(res: SurfaceResult) -> str:
              f"BN stats: {r.get('bn')}"]
     if cos is not None:
         parts.append(f"cos(dx, dy) = {cos:+.3f}")
-    if "subset_max_abs_error" in m:
-        parts.append(f"subset error <= {m['subset_max_abs_error']:.2g}")
+    if "subset_max_rel_error" in m:
+        parts.append(f"subset vs full data: <= {100 * m['subset_max_rel_error']:.1f}% "
+                     f"(centre and corners)")
     return " | ".join(parts)
 
 
@@ -130,7 +131,8 @@ def training_curves(steps, losses, accuracies=None, title: str = "Training") -> 
                                  mode="lines", line={"dash": "dot"}), secondary_y=True)
         fig.update_yaxes(title_text="accuracy (%)", range=[0, 100], secondary_y=True,
                          showgrid=False, tickvals=[0, 25, 50, 75, 100])
-    fig.update_yaxes(title_text="training loss (batch)", type="log", secondary_y=False)
+    fig.update_yaxes(title_text="training loss (batch)", type="log", dtick="D2",
+                     secondary_y=False)
     fig.update_xaxes(title_text="optimizer step")
     fig.update_layout(title=title)
     return fig

@@ -334,12 +334,15 @@ def _subset_error(model, data, task, xs, ys, loss, config) -> dict:
     ev = build_evaluator(full)
     pts = [(int(np.argmin(np.abs(xs))), None if ys is None else int(np.argmin(np.abs(ys))))]
     pts += [(i, j) for i in (0, len(xs) - 1) for j in ((None,) if ys is None else (0, len(ys) - 1))]
-    errs = []
+    errs, rels = [], []
     for i, j in pts:
         a, b = float(xs[i]), 0.0 if j is None else float(ys[j])
         sub = loss[i] if j is None else loss[j, i]
-        errs.append(abs(ev(a, b)[0] - sub))
-    return {"subset_max_abs_error": float(max(errs)), "subset_check_points": len(pts)}
+        full_value = ev(a, b)[0]
+        errs.append(abs(full_value - sub))
+        rels.append(abs(full_value - sub) / max(abs(full_value), 1e-12))
+    return {"subset_max_abs_error": float(max(errs)), "subset_max_rel_error": float(max(rels)),
+            "subset_check_points": len(pts)}
 
 
 # ---------------------------------------------------------------------------------------

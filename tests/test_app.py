@@ -189,3 +189,19 @@ def test_every_lesson_link_sets_valid_widget_values():
         job = at.session_state["surface_job"] if "surface_job" in at.session_state else None
         if job:
             job["job"].cancel()
+
+
+def test_leaving_the_live_page_pauses_training():
+    at = app(preset="moons-mlp", speed="60")
+    at.switch_page("pages/live.py")
+    at.run()
+    at.button(key="btn_play").click().run()
+    run = at.session_state["live_holder"]["run"]
+    assert run.playing
+    at.switch_page("pages/home.py")
+    at.run()
+    assert not run.playing
+    step = run.state().step
+    time.sleep(0.5)
+    assert run.state().step - step <= 1
+    run.close()

@@ -166,3 +166,15 @@ def test_hessian_command_json_keys_and_hessian_directions(capsys, trained, tmp_p
     assert abs(json.loads(out)["cos_dx_dy"]) < 1e-6  # eigenvectors are orthogonal
     code, _, err = run(capsys, "hessian", "--checkpoint", str(trained), "--top-k", "0")
     assert code == 2 and "at least 1" in err
+
+
+def test_downloaded_model_without_sidecar_loads_in_the_cli(capsys, tmp_path):
+    """The app's download is one self-contained .safetensors (sidecar embedded)."""
+    from landscape import checkpoint
+
+    m = models.build({"name": "mlp", "args": {"in_dim": 2, "out_dim": 2, "widths": [8]}}, seed=0)
+    (tmp_path / "dl.safetensors").write_bytes(checkpoint.to_bytes(m, data="moons"))
+    code, out, err = run(capsys, "surface", "--checkpoint", str(tmp_path / "dl.safetensors"),
+                         "--grid", "3", "--json")
+    assert code == 0, err
+    assert json.loads(out)["n_params"] == sum(p.numel() for p in m.parameters())
