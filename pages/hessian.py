@@ -5,18 +5,13 @@ and Cancel; results kept per recipe for the session."""
 import json
 
 import streamlit as st
-from streamlit.runtime.pages_manager import PagesManager
-
-if PagesManager.uses_pages_directory:  # run without app.py (legacy pages/ mode): run it now
-    import runpy
-    from pathlib import Path
-
-    runpy.run_path(str(Path(__file__).resolve().parents[1] / "app.py"))
-    st.stop()
 
 from landscape import hessian_plots as hp
 from landscape import presets, spectrum
 from ui import jobs as ui_jobs
+from ui.nav import ensure_app
+
+ensure_app()  # before anything is drawn: see ui/nav.py
 
 lecture = st.query_params.get("lecture") == "1"
 st.title("Hessian spectrum")

@@ -1,16 +1,11 @@
 """Home: what the tool shows, in three lines, and a gallery of one-click lessons."""
 
 import streamlit as st
-from streamlit.runtime.pages_manager import PagesManager
-
-if PagesManager.uses_pages_directory:  # run without app.py (legacy pages/ mode): run it now
-    import runpy
-    from pathlib import Path
-
-    runpy.run_path(str(Path(__file__).resolve().parents[1] / "app.py"))
-    st.stop()
 
 from landscape.ui_state import LESSONS
+from ui.nav import ensure_app
+
+ensure_app()  # before anything is drawn: see ui/nav.py
 
 st.title("landscape")
 st.markdown(

@@ -7,17 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import streamlit as st
-from streamlit.runtime.pages_manager import PagesManager
-
-if PagesManager.uses_pages_directory:  # run without app.py (legacy pages/ mode): run it now
-    import runpy
-
-    runpy.run_path(str(Path(__file__).resolve().parents[1] / "app.py"))
-    st.stop()
 
 from landscape import data, hessian_plots, plots, spectrum, surface, uploads
 from landscape.errors import LandscapeError
 from ui import jobs as ui_jobs
+from ui.nav import ensure_app
+
+ensure_app()  # before anything is drawn: see ui/nav.py
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "assets" / "examples"
 EXAMPLE_MODEL = EXAMPLES / "digits-cnn-bn.pt2"

@@ -4,20 +4,15 @@ import json
 
 import numpy as np
 import streamlit as st
-from streamlit.runtime.pages_manager import PagesManager
-
-if PagesManager.uses_pages_directory:  # run without app.py (legacy pages/ mode): run it now
-    import runpy
-    from pathlib import Path
-
-    runpy.run_path(str(Path(__file__).resolve().parents[1] / "app.py"))
-    st.stop()
 
 from landscape import checkpoint, data, models, plots, presets
 from landscape.device import choose_device
 from landscape.errors import LandscapeError
 from landscape.live import LiveConfig, LiveRun
 from landscape.train import TrainConfig
+from ui.nav import ensure_app
+
+ensure_app()  # before anything is drawn: see ui/nav.py
 
 lecture = st.query_params.get("lecture") == "1"
 st.title("Live training")

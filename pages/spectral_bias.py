@@ -4,19 +4,14 @@ networks compute before any training (Neural Redshift)."""
 import dataclasses
 
 import streamlit as st
-from streamlit.runtime.pages_manager import PagesManager
-
-if PagesManager.uses_pages_directory:  # run without app.py (legacy pages/ mode): run it now
-    import runpy
-    from pathlib import Path
-
-    runpy.run_path(str(Path(__file__).resolve().parents[1] / "app.py"))
-    st.stop()
 
 from landscape.device import available_devices
 from landscape.dynamics import redshift as rs
 from landscape.dynamics import spectral_bias as sb
 from landscape.errors import Cancelled, LandscapeError
+from ui.nav import ensure_app
+
+ensure_app()  # before anything is drawn: see ui/nav.py
 
 LIVE_ABOVE = 2500  # longer runs train on a thread and draw as they go
 # The app's sidebar chooses threads and device; on its own the page uses one thread (a small
