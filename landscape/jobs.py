@@ -57,7 +57,12 @@ atexit.register(stop_all)
 
 class BackgroundJob:
     def __init__(self, fn, *args, label: str = "", **kwargs):
+        import torch
+
         self.label = label
+        # The job computes with the torch thread count its creator chose (set again in the
+        # job's thread, so a later change elsewhere does not reach a running job).
+        self._threads = torch.get_num_threads()
         self._cancel = threading.Event()
         self._lock = threading.Lock()
         self._status = JobStatus("running")
@@ -73,6 +78,9 @@ class BackgroundJob:
             self._status.partial = tuple(p.copy() if hasattr(p, "copy") else p for p in partial)
 
     def _run(self, fn, args, kwargs):
+        import torch
+
+        torch.set_num_threads(self._threads)
         try:
             result = fn(*args, progress=self._progress, cancel=self._cancel, **kwargs)
             state, err = "done", None

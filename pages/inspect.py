@@ -37,8 +37,8 @@ if up_model is not None and Path(up_model.name).suffix.lower() in (".pt", ".pth"
                          placeholder='{"name": "mlp", "args": {"in_dim": 64, "out_dim": 10}}')
 with st.expander("Data and a second model", expanded=up_model is not None):
     d1, d2 = st.columns(2)
-    data_kind = d1.radio("Data", ["Built-in", "Upload"], horizontal=True, key="data_kind")
-    builtin = d1.selectbox("Built-in data", BUILTIN, key="data_builtin",
+    data_kind = d1.radio("Data", ["Built-in", "Upload"], horizontal=True, key="data_kind", bind="query-params")
+    builtin = d1.selectbox("Built-in data", BUILTIN, key="data_builtin", bind="query-params",
                            disabled=data_kind != "Built-in")
     up_data = d1.file_uploader("Data (.npz with X, y; .csv with the label last)",
                                type=list(uploads.DATA_TYPES), key="up_data",
@@ -98,15 +98,15 @@ loss_kind = "cross_entropy" if d.is_classification else "mse"
 st.success(f"{model_name}: {loaded.format}, {loaded.meta['n_params']:,} parameters, "
            f"{n_out} outputs; data: {d.name}, {d.n} examples of shape {list(d.input_shape)}.")
 analysis = st.segmented_control("Analysis", ["Surface", "Hessian", "Per-example losses"],
-                                default="Surface", key="analysis")
+                                default="Surface", key="analysis", bind="query-params")
 ident = json.dumps([model_key, d.fingerprint(), model_b is not None])
 
 if analysis == "Surface":
     s1, s2, s3 = st.columns(3)
     choices = ["random", "hessian"] + (["interpolate"] if model_b is not None else [])
-    kind = s1.radio("Directions", choices, horizontal=True, key="i_dirs")
-    n = s2.select_slider("Grid", [11, 15, 21, 31, 41], value=21, key="i_grid")
-    samples = s3.select_slider("Examples", ["200", "500", "all"], value="500", key="i_samples")
+    kind = s1.radio("Directions", choices, horizontal=True, key="i_dirs", bind="query-params")
+    n = s2.select_slider("Grid", [11, 15, 21, 31, 41], value=21, key="i_grid", bind="query-params")
+    samples = s3.select_slider("Examples", ["200", "500", "all"], value="500", key="i_samples", bind="query-params")
     cfg = {"directions": kind, "grid": (n,) if kind == "interpolate" else (n, n),
            "samples": None if samples == "all" else int(samples), "loss": loss_kind,
            "seed": int(st.session_state.get("seed", 0)),
@@ -131,7 +131,7 @@ if analysis == "Surface":
     if "barrier_height" in res.meta:
         m3.metric("Barrier height (A to B)", f"{res.meta['barrier_height']:.4g}")
 elif analysis == "Hessian":
-    samples = st.select_slider("Examples", ["200", "500", "all"], value="500", key="ih_samples")
+    samples = st.select_slider("Examples", ["200", "500", "all"], value="500", key="ih_samples", bind="query-params")
     hcfg = {"samples": None if samples == "all" else int(samples)}
 
     def hessian_report(hcfg, progress=None, cancel=None):
