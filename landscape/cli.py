@@ -30,7 +30,7 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--data", help="built-in data name, or a .npz (X, y) / .csv (label last)")
     g.add_argument("--loss", choices=["cross_entropy", "mse"], help="default: from the recipe")
     g.add_argument("--json", action="store_true", help="print a one-line JSON summary")
-    g.add_argument("--threads", type=int, help="torch threads in this process")
+    g.add_argument("--threads", type=int, help="torch threads in this process (default 1)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,9 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, help="worker processes (default: one per core)")
     s.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto")
     s.add_argument("--out", help="result file (.h5 or .npz)")
-    from landscape.dynamics import spectral_bias
+    from landscape.dynamics import opposing, spectral_bias
 
     spectral_bias.add_cli(sub)
+    opposing.add_cli(sub)
 
     h = sub.add_parser("hessian", help="Hessian spectrum: top eigenvalues, trace, density, outliers")
     _add_model_args(h)
@@ -284,8 +285,15 @@ def cmd_spectral_bias(args) -> dict:
     return spectral_bias.run_cli(args)
 
 
+def cmd_opposing(args) -> dict:
+    from landscape.dynamics import opposing
+
+    return opposing.run_cli(args)
+
+
 COMMANDS = {"presets": cmd_presets, "train": cmd_train, "surface": cmd_surface,
-            "hessian": cmd_hessian, "spectral-bias": cmd_spectral_bias}
+            "hessian": cmd_hessian, "spectral-bias": cmd_spectral_bias,
+            "opposing": cmd_opposing}
 
 
 def main(argv=None) -> int:
@@ -295,10 +303,11 @@ def main(argv=None) -> int:
         if args.command is None:
             parser.print_help()
             return 2
-        if getattr(args, "threads", None):
-            from landscape.device import set_threads
+        from landscape.device import set_threads
 
-            set_threads(args.threads)
+        # One torch thread unless asked: small models on a few cores run fastest that way
+        # (surfaces get their parallelism from worker processes instead).
+        set_threads(getattr(args, "threads", None) or 1)
         result = COMMANDS[args.command](args)
         if getattr(args, "json", False):
             print(json.dumps(result, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 class Lesson:
     title: str
     text: str
-    page: str  # "live", "surface" or "spectral"
+    page: str  # "live", "surface", "spectral", "opposing" or "eos"
     params: dict
 
 

@@ -17,7 +17,8 @@ st.markdown(
     "colour scale.")
 
 PAGE = {"live": "pages/live.py", "surface": "pages/surface.py",
-        "spectral": "pages/spectral_bias.py"}
+        "spectral": "pages/spectral_bias.py", "opposing": "pages/opposing.py",
+        "eos": "pages/eos.py"}
 st.subheader("Lessons")
 cols = st.columns(3)
 for i, lesson in enumerate(LESSONS):

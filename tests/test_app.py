@@ -170,7 +170,8 @@ def test_every_lesson_link_sets_valid_widget_values():
     from landscape.ui_state import LESSONS
 
     pages = {"live": "pages/live.py", "surface": "pages/surface.py",
-             "spectral": "pages/spectral_bias.py"}
+             "spectral": "pages/spectral_bias.py", "opposing": "pages/opposing.py",
+             "eos": "pages/eos.py"}
     for lesson in LESSONS:
         if not lesson.params:
             continue
