@@ -31,6 +31,8 @@ PAGES = {
                        url_path="hessian"),
     "inspect": st.Page("pages/inspect.py", title="Inspect a checkpoint",
                        icon=":material/upload_file:", url_path="inspect"),
+    "eos": st.Page("pages/eos.py", title="Edge of stability", icon=":material/show_chart:",
+                   url_path="eos"),
     "opposing": st.Page("pages/opposing.py", title="Opposing signals",
                         icon=":material/swap_vert:", url_path="opposing"),
     "spectral": st.Page("pages/spectral_bias.py", title="Spectral bias",

@@ -73,8 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, help="worker processes (default: one per core)")
     s.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto")
     s.add_argument("--out", help="result file (.h5 or .npz)")
-    from landscape.dynamics import opposing, spectral_bias
+    from landscape.dynamics import eos, opposing, spectral_bias
 
+    eos.add_cli(sub)
     spectral_bias.add_cli(sub)
     opposing.add_cli(sub)
 
@@ -291,8 +292,14 @@ def cmd_opposing(args) -> dict:
     return opposing.run_cli(args)
 
 
+def cmd_eos(args) -> dict:
+    from landscape.dynamics import eos
+
+    return eos.run_cli(args)
+
+
 COMMANDS = {"presets": cmd_presets, "train": cmd_train, "surface": cmd_surface,
-            "hessian": cmd_hessian, "spectral-bias": cmd_spectral_bias,
+            "hessian": cmd_hessian, "eos": cmd_eos, "spectral-bias": cmd_spectral_bias,
             "opposing": cmd_opposing}
 
 

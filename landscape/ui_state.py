@@ -36,4 +36,17 @@ LESSONS = [
     Lesson("The edge-of-stability network",
            "A tanh MLP trained by full-batch GD at eta = 0.2 with the squared loss; its PCA "
            "surface.", "surface", {"view": "2-D", "preset": "eos-tanh", "dirs": "pca", "log": "true"}),
+    Lesson("Sharpness rises to 2/η and stays there",
+           "Full-batch gradient descent on a tanh network: the top Hessian eigenvalue climbs to "
+           "the stability limit 2/η and hovers at the edge while the loss keeps falling, "
+           "unevenly.", "eos", {}),
+    Lesson("Low frequencies first",
+           "A coordinate MLP fits ten sines: the low ones are learned first (spectral bias), "
+           "until a Fourier-feature encoding removes the lag.", "spectral", {}),
+    Lesson("Examples that pull against each other",
+           "A bright patch planted on some 3s and 8s: at the edge of stability the two groups' "
+           "losses swing in anti-phase, found without labels.", "opposing", {}),
+    Lesson("Bring your own model",
+           "Upload a torch.export program, a state_dict or a safetensors file and see its "
+           "surface, its Hessian spectrum and its worst-fit examples.", "inspect", {}),
 ]

@@ -18,7 +18,7 @@ st.markdown(
 
 PAGE = {"live": "pages/live.py", "surface": "pages/surface.py",
         "spectral": "pages/spectral_bias.py", "opposing": "pages/opposing.py",
-        "eos": "pages/eos.py"}
+        "eos": "pages/eos.py", "inspect": "pages/inspect.py"}
 st.subheader("Lessons")
 cols = st.columns(3)
 for i, lesson in enumerate(LESSONS):
