@@ -90,7 +90,15 @@ import torch
 from torch import nn
 
 from landscape import losses
-from landscape.errors import Cancelled, LandscapeError
+from landscape.dynamics.common import (
+    jsonable,
+    read_npz,
+    result_path,
+    run_to_end,
+    torch_threads,
+    write_npz,
+)
+from landscape.errors import LandscapeError
 
 OPTIMIZERS = ("gd", "momentum", "adam")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -698,15 +706,10 @@ class EosResult:
 def save(result: EosResult, path) -> Path:
     """Write a result to ``.npz`` (all arrays + ``meta_json``) or ``.json`` (everything but the
     parameter snapshots and eigenvectors, as lists)."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in (".npz", ".json"):
-        raise LandscapeError(f"unsupported output type {suffix or '(none)'}; use .npz or .json")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    meta = json.dumps(result.meta, default=_jsonable)
-    if suffix == ".npz":
-        arrays = {k: getattr(result, k) for k in EosResult.ARRAYS}
-        np.savez_compressed(path, meta_json=np.array(meta), **arrays)
+    path = result_path(path, write=True)
+    meta = json.dumps(result.meta, default=jsonable)
+    if path.suffix.lower() == ".npz":
+        write_npz(path, result, EosResult.ARRAYS)
     else:
         doc = {k: np.where(np.isfinite(a), a, None).tolist() if a.dtype.kind == "f" else a.tolist()
                for k in EosResult.ARRAYS if k not in EosResult.BIG
@@ -718,14 +721,10 @@ def save(result: EosResult, path) -> Path:
 
 def load(path) -> EosResult:
     """Read a result written by :func:`save`."""
-    path = Path(path)
-    if not path.exists():
-        raise LandscapeError(f"result file not found: {path}")
+    path = result_path(path, write=False)
     try:
         if path.suffix.lower() == ".npz":
-            with np.load(path, allow_pickle=False) as z:
-                arrays = {k: z[k] for k in EosResult.ARRAYS}
-                meta = json.loads(str(z["meta_json"]))
+            arrays, meta = read_npz(path, EosResult.ARRAYS)
             return EosResult(**arrays, meta=meta)
         doc = json.loads(path.read_text())
         meta = doc.pop("meta")
@@ -744,11 +743,6 @@ def load(path) -> EosResult:
         raise LandscapeError(f"{path.name}: not a readable edge-of-stability result "
                              f"({type(e).__name__})") from None
 
-
-def _jsonable(o):
-    if hasattr(o, "tolist"):
-        return o.tolist()
-    return str(o)
 
 
 # --------------------------------------------------------------------------- training
@@ -1009,20 +1003,9 @@ def train(config: EosConfig | None = None, cancel: threading.Event | None = None
     ``cancel`` event raises :class:`Cancelled` with the partial result. ``threads`` sets
     torch's thread count for the run and restores it after (None: leave it alone).
     """
-    before = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(max(1, int(threads)))
-    try:
-        run = EosRun(config, model=model, data=data)
-        for ev in run.run(cancel=cancel):
-            if callback is not None and callback(ev):
-                break
-        if cancel is not None and cancel.is_set() and not run.done:
-            raise Cancelled(f"stopped at step {run.step}", partial=run.result())
+    with torch_threads(threads):
+        run = run_to_end(EosRun(config, model=model, data=data), cancel, callback)
         return run.result()
-    finally:
-        if threads is not None:
-            torch.set_num_threads(before)
 
 
 class EosJob:

@@ -58,7 +58,15 @@ import plotly.graph_objects as go
 import torch
 from torch import nn
 
-from landscape.errors import Cancelled, LandscapeError
+from landscape.dynamics.common import (
+    jsonable,
+    read_npz,
+    result_path,
+    run_to_end,
+    torch_threads,
+    write_npz,
+)
+from landscape.errors import LandscapeError
 
 ENCODINGS = ("none", "pe", "rff")
 ACTIVATIONS = ("relu", "tanh", "gelu", "sin")
@@ -421,43 +429,29 @@ class SpectralResult:
 
 def save(result: SpectralResult, path) -> Path:
     """Write a result to ``.npz`` (arrays + ``meta_json``) or ``.json`` (everything as lists)."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in (".npz", ".json"):
-        raise LandscapeError(f"unsupported output type {suffix or '(none)'}; use .npz or .json")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    meta = json.dumps(result.meta, default=_jsonable)
-    if suffix == ".npz":
-        arrays = {k: getattr(result, k) for k in SpectralResult.ARRAYS}
-        np.savez_compressed(path, meta_json=np.array(meta), **arrays)
+    path = result_path(path, write=True)
+    meta = json.dumps(result.meta, default=jsonable)
+    if path.suffix.lower() == ".npz":
+        write_npz(path, result, SpectralResult.ARRAYS)
     else:
         doc = {k: getattr(result, k).tolist() for k in SpectralResult.ARRAYS}
         doc["half_step"] = result.half_amplitude_step
         doc["meta"] = json.loads(meta)
-        path.write_text(json.dumps(doc, default=_jsonable))
+        path.write_text(json.dumps(doc, default=jsonable))
     return path
 
 
 def load(path) -> SpectralResult:
     """Read a result written by :func:`save`."""
-    path = Path(path)
-    if not path.exists():
-        raise LandscapeError(f"result file not found: {path}")
+    path = result_path(path, write=False)
     if path.suffix.lower() == ".npz":
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in SpectralResult.ARRAYS}
-            meta = json.loads(str(z["meta_json"]))
+        arrays, meta = read_npz(path, SpectralResult.ARRAYS)
         return SpectralResult(**arrays, meta=meta)
     doc = json.loads(path.read_text())
     doc["half_step"] = [np.nan if v is None else v for v in doc["half_step"]]
     meta = doc.pop("meta")
     return SpectralResult(**{k: np.asarray(doc[k]) for k in SpectralResult.ARRAYS}, meta=meta)
 
-
-def _jsonable(o):
-    if hasattr(o, "tolist"):
-        return o.tolist()
-    return str(o)
 
 
 # --------------------------------------------------------------------------- training
@@ -614,20 +608,9 @@ def train(config: SpectralConfig | None = None, cancel: threading.Event | None =
     a set ``cancel`` event raises :class:`Cancelled` with the partial result. ``threads``
     sets torch's thread count for the run and restores it after (None: leave it alone).
     """
-    before = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(max(1, int(threads)))
-    try:
-        run = SpectralBiasRun(config)
-        for ev in run.run(cancel=cancel):
-            if callback is not None and callback(ev):
-                break
-        if cancel is not None and cancel.is_set() and not run.done:
-            raise Cancelled(f"stopped at step {run.step}", partial=run.result())
+    with torch_threads(threads):
+        run = run_to_end(SpectralBiasRun(config), cancel, callback)
         return run.result()
-    finally:
-        if threads is not None:
-            torch.set_num_threads(before)
 
 
 class SpectralJob:
