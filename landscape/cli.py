@@ -88,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--samples", type=int, help="fixed random subset of the data")
     h.add_argument("--dtype", choices=["float64", "float32"], default="float64")
     h.add_argument("--no-outliers", action="store_true", help="skip the bulk/outlier split")
+    h.add_argument("--smallest", action="store_true",
+                   help="also the most negative eigenvalue (with its residual)")
     h.add_argument("--seed", type=int, default=0)
     h.add_argument("--out", help="result file (.npz)")
     return ap
@@ -249,7 +251,7 @@ def cmd_hessian(args) -> dict:
     rep = spectrum.compute_report(
         model, d, loss, top_k=args.top_k, outliers=not args.no_outliers, trace=args.trace,
         probes=args.probes, density=args.density, samples=args.samples, dtype=args.dtype,
-        seed=args.seed)
+        smallest=args.smallest, seed=args.seed)
     k = min(args.top_k, len(rep.eig.eigenvalues))
     out = {"top_eigenvalues": rep.eig.eigenvalues[:k].tolist(),
            "residuals": rep.eig.residuals[:k].tolist(),
@@ -264,6 +266,9 @@ def cmd_hessian(args) -> dict:
            "seconds": round(rep.meta["seconds"], 3), "source": origin}
     if rep.density is not None:
         out["density_sigma"] = rep.density.sigma
+    if rep.smallest is not None:
+        out["smallest_eigenvalue"] = float(rep.smallest.eigenvalues[0])
+        out["smallest_residual"] = float(rep.smallest.residuals[0])
     if args.out:
         arrays = {"eigenvalues": rep.eig.eigenvalues, "residuals": rep.eig.residuals}
         if rep.split is not None:

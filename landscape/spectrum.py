@@ -7,7 +7,9 @@ graph built once):
    the top ``k`` (regression, or ``outliers=False``);
 2. the trace (Hutch++ by default, with its standard error);
 3. the eigenvalue density by stochastic Lanczos quadrature (optional);
-4. per-layer top eigenvalue and trace (optional).
+4. per-layer top eigenvalue and trace (optional);
+5. the most negative eigenvalue (optional; slow to converge inside the bulk, so its residual
+   is reported with it).
 
 With ``backend="pyhessian"`` steps 1 and 2 use PyHessian 0.1's power iteration and its
 early-stopping Hutchinson instead (the reference the field uses; no residuals, no outlier
@@ -40,6 +42,7 @@ class SpectrumReport:
     split: hs.OutlierResult | None = None
     density: hs.DensityResult | None = None
     layers: hs.LayerResult | None = None
+    smallest: hs.EigenResult | None = None
     meta: dict = field(default_factory=dict)
 
 
@@ -57,7 +60,8 @@ def _progress(progress, stage: int, stages: int, name: str):
 
 def compute_report(model, data: Dataset, loss: str, *, top_k: int = 5, outliers: bool = True,
                    trace: str = "hutchpp", probes: int = 60, density: bool = True,
-                   layers: bool = False, backend: str = "landscape", dtype: str = "float64",
+                   layers: bool = False, smallest: bool = False, backend: str = "landscape",
+                   dtype: str = "float64",
                    samples: int | None = None, seed: int = 0, progress=None,
                    cancel=None) -> SpectrumReport:
     """The Hessian report of ``model`` on ``data`` (a fixed subset of ``samples`` examples
@@ -116,9 +120,10 @@ def compute_report(model, data: Dataset, loss: str, *, top_k: int = 5, outliers:
     if layers:
         lay = hs.layer_spectra(op, seed=seed, progress=_progress(
             progress, stage, stages, "per-layer spectra"), cancel=cancel)
+    low = hs.smallest_eigenvalue(op, seed=seed, cancel=cancel) if smallest else None
     meta.update(hvps=op.hvps, n_params=op.n_params, loss_value=op.loss_value,
                 seconds=time.perf_counter() - t0)
-    return SpectrumReport(eig, tr, split, den, lay, meta)
+    return SpectrumReport(eig, tr, split, den, lay, low, meta)
 
 
 @dataclass

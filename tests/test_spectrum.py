@@ -36,7 +36,7 @@ def test_report_matches_the_exact_hessian(tiny):
     H = exact_hessian(tr.model, d)
     ev = np.sort(np.linalg.eigvalsh(H))[::-1]
     rep = spectrum.compute_report(tr.model, d, "cross_entropy", trace="hutchpp", probes=60,
-                                  density=True, layers=True)
+                                  density=True, layers=True, smallest=True)
     k = len(rep.eig.eigenvalues)
     np.testing.assert_allclose(rep.eig.eigenvalues, ev[:k], rtol=1e-6)
     assert abs(rep.trace.trace - np.trace(H)) <= 3 * rep.trace.stderr + 1e-9
@@ -44,6 +44,7 @@ def test_report_matches_the_exact_hessian(tiny):
     assert len(rep.layers.names) == 4 and np.all(np.isfinite(rep.layers.top_eigenvalue))
     assert abs(np.trapezoid(rep.density.density, rep.density.grid) - 1) < 1e-3
     assert rep.meta["hvps"] > 0 and rep.meta["n_params"] == H.shape[0]
+    assert abs(rep.smallest.eigenvalues[0] - ev[-1]) < 1e-6 * abs(ev[0])
 
 
 def test_pyhessian_backend_agrees_on_the_top_eigenvalue(tiny):
