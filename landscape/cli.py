@@ -72,6 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="BatchNorm statistics: keep the trained ones or recompute per point")
     s.add_argument("--workers", type=int, help="worker processes (default: one per core)")
     s.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto")
+    s.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                   help="evaluate the grid on Ray: no address starts a local Ray; 'auto', "
+                        "host:port or ray://host:10001 joins a cluster (pip install -e "
+                        ".[distributed]); with --out, a rerun resumes finished chunks")
     s.add_argument("--out", help="result file (.h5 or .npz)")
     from landscape.dynamics import eos, opposing, spectral_bias
 
@@ -217,8 +221,19 @@ def cmd_surface(args) -> dict:
     if args.directions == "pca" and traj is None:
         raise LandscapeError("PCA directions need a trajectory: use --preset, a checkpoint "
                              "written by `landscape train --out`, or --trajectory")
+    grid_fn = None
+    if args.ray:
+        from landscape import distributed
+
+        ok, why = distributed.ray_available()
+        if not ok:
+            raise LandscapeError(why)
+        ckpt = distributed.default_checkpoint_path(args.out) if args.out else None
+        grid_fn = distributed.RayGridEvaluator(None if args.ray == "local" else args.ray,
+                                               checkpoint_path=ckpt)
     res = surface.compute(model, d, cfg, trajectory=traj, model_b=model_b, model_c=model_c,
-                          hessian_vectors=hvecs, device=None if device.type == "cpu" else device)
+                          hessian_vectors=hvecs, device=None if device.type == "cpu" else device,
+                          grid_fn=grid_fn)
     res.meta["source"] = origin
     if traj is not None and res.trajectory is not None:
         res.trajectory["loss"] = surface.trajectory_losses(model, d, traj[1], loss)

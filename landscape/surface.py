@@ -265,7 +265,8 @@ def _private_to(model, device):
 
 def surface(model: nn.Module, data: Dataset, dx: torch.Tensor, dy: torch.Tensor | None,
             config: SurfaceConfig, *, progress=None, cancel=None, device=None,
-            center: torch.Tensor | None = None, extra_meta: dict | None = None) -> SurfaceResult:
+            center: torch.Tensor | None = None, extra_meta: dict | None = None,
+            grid_fn=None) -> SurfaceResult:
     """Evaluate the surface ``L(center + x dx + y dy)`` on ``config``'s grid.
 
     ``center`` defaults to the model's parameters. ``data`` is the full evaluation set; with
@@ -287,7 +288,8 @@ def surface(model: nn.Module, data: Dataset, dx: torch.Tensor, dy: torch.Tensor 
                      device=device)
     task.bn_data = bn_data.to(task.X.dtype) if config.bn == "recompute" else None
     fp_before = fingerprint(model)
-    loss, acc, info = evaluate_grid(task, xs, ys, workers=config.workers, progress=progress,
+    loss, acc, info = (grid_fn or evaluate_grid)(task, xs, ys, workers=config.workers,
+                                                 progress=progress,
                                     cancel=cancel, device=device)
     meta = {
         "recipe": config.to_dict(),
@@ -351,7 +353,8 @@ def _subset_error(model, data, task, xs, ys, loss, config) -> dict:
 
 def compute(model: nn.Module, data: Dataset, config: SurfaceConfig, *, trajectory=None,
             model_b: nn.Module | None = None, model_c: nn.Module | None = None,
-            hessian_vectors=None, progress=None, cancel=None, device=None) -> SurfaceResult:
+            hessian_vectors=None, progress=None, cancel=None, device=None,
+            grid_fn=None) -> SurfaceResult:
     """Directions by ``config.directions``, then the surface:
 
     - ``random``: filter-normalized Gaussian directions (seeds ``seed``, ``seed + 1``);
@@ -362,6 +365,9 @@ def compute(model: nn.Module, data: Dataset, config: SurfaceConfig, *, trajector
       barrier height in ``meta``; a 2-D grid adds a random filter-normalized ``dy``;
     - ``plane``: the plane through the model, ``model_b`` and ``model_c``;
     - ``hessian``: ``hessian_vectors`` (two flat unit vectors, e.g. top eigenvectors).
+
+    ``grid_fn`` replaces :func:`evaluate_grid` (same signature and result), e.g.
+    :class:`landscape.distributed.RayGridEvaluator` to evaluate the grid on a Ray cluster.
     """
     config.validate()
     layout = Layout.of(model)
@@ -417,7 +423,7 @@ def compute(model: nn.Module, data: Dataset, config: SurfaceConfig, *, trajector
     if config.dims == 1:
         dy = None
     res = surface(model, data, dx, dy, config, progress=progress, cancel=cancel, device=device,
-                  center=center, extra_meta=extra)
+                  center=center, extra_meta=extra, grid_fn=grid_fn)
     if kind == "interpolate":
         ts, ls = res.x, (res.loss if res.dims == 1 else res.loss[int(np.argmin(np.abs(res.y)))])
         if np.any(np.isclose(ts, 0)) and np.any(np.isclose(ts, 1)):

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from landscape import plots, presets, store, surface
+from landscape import distributed, plots, presets, store, surface
 from landscape.device import choose_device
 from landscape.errors import LandscapeError
 from ui import jobs as ui_jobs
@@ -51,6 +51,12 @@ with st.expander("Setup", expanded=not lecture):
     samples = c4.select_slider("Evaluation examples", ["200", "500", "1000", "all"], value="500",
                                key="samples", bind="query-params")
     log = c4.toggle("Log scale", key="log", bind="query-params")
+    ray_address = distributed.configured_address()
+    use_ray = False
+    if ray_address:
+        ok, why = distributed.ray_available()
+        use_ray = c4.toggle(f"Compute on the Ray cluster ({ray_address})", key="use_ray",
+                            disabled=not ok, help=why)
 
 seed = int(st.session_state.get("seed", 0))
 try:
@@ -63,17 +69,17 @@ def recipe(preset_name: str) -> dict:
     p = presets.get(preset_name)
     dims1 = view == "1-D"
     return {"directions": kind, "grid": (n,) if dims1 else (n, n), "seed": seed, "norm": norm,
-            "device": device_name,
+            "device": device_name, "ray": bool(use_ray),
             "bn": bn, "xrange": (-span, span) if kind != "pca" else (-1.0, 1.0),
             "samples": None if samples == "all" else int(samples), "loss": p.train.loss}
 
 
 def without_device(cfg: dict) -> dict:
     """The surface recipe proper (the device is part of the cache key, not the recipe)."""
-    return {k: v for k, v in cfg.items() if k != "device"}
+    return {k: v for k, v in cfg.items() if k not in ("device", "ray")}
 
 
-def compute(preset_name, cfg, device_name="cpu", progress=None, cancel=None):
+def compute(preset_name, cfg, device_name="cpu", ray_address=None, progress=None, cancel=None):
     """Train (or load) the preset, then its surface; run inside a background job."""
     progress(0, 1)
     run = presets.train_preset(preset_name, cancel=cancel)
@@ -85,7 +91,9 @@ def compute(preset_name, cfg, device_name="cpu", progress=None, cancel=None):
         hvecs = top_directions(run.model, run.data, cfg["loss"], cfg["samples"], cfg["seed"])
     res = surface.compute(run.model, run.data, surface.SurfaceConfig(**cfg),
                           trajectory=run.trajectory, hessian_vectors=hvecs, progress=progress,
-                          cancel=cancel, device=None if dev.type == "cpu" else dev)
+                          cancel=cancel, device=None if dev.type == "cpu" else dev,
+                          grid_fn=distributed.RayGridEvaluator(ray_address) if ray_address
+                          else None)
     if res.trajectory is not None:
         res.trajectory["loss"] = surface.trajectory_losses(run.model, run.data,
                                                            run.trajectory[1], cfg["loss"])
@@ -110,7 +118,8 @@ for nm in wanted:
                 width="stretch", key="preview")
 
     res_nm = ui_jobs.keyed_result("surface", json.dumps([nm, cfg_nm], sort_keys=True), compute,
-                                  nm, without_device(cfg_nm), device_name, preview=preview,
+                                  nm, without_device(cfg_nm), device_name,
+                                  ray_address if use_ray else None, preview=preview,
                                   what=progress_text)
     if res_nm is None:
         st.stop()
