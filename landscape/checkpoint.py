@@ -56,7 +56,7 @@ def _no_code_execution():
 
     import torch.export.pt2_archive._package as pkg
 
-    real_load = torch.load
+    real_load = torch.serialization.load
 
     def safe_load(*args, **kwargs):
         kwargs["weights_only"] = True
@@ -70,6 +70,7 @@ def _no_code_execution():
         UnpicklingError = pickle.UnpicklingError
 
     with _guard_lock:
+        real_load = torch.serialization.load  # read under the lock: never another guard's
         old_pkg_pickle = pkg.pickle
         old_c = torch._C._pickle_load_obj
         torch.load = safe_load
@@ -109,9 +110,27 @@ def read_sidecar(path: Path) -> dict | None:
     return meta
 
 
+NATIVE_SUFFIXES = (".so", ".dll", ".dylib", ".pyd", ".cpp", ".cubin", ".o")
+
+
+def _refuse_native_code(path: Path) -> None:
+    """An AOTInductor package inside a ``.pt2`` carries a compiled library that
+    ``torch.export.load`` would load: native code from the file. Refuse such archives."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+    except zipfile.BadZipFile:
+        raise LandscapeError(f"{path.name}: not a torch.export archive (truncated or wrong type)") from None
+    bad = [n for n in names if "aotinductor" in n.lower() or n.lower().endswith(NATIVE_SUFFIXES)]
+    if bad:
+        raise LandscapeError(f"{path.name}: refused, the archive holds compiled code ({bad[0]}); "
+                             f"{EXPORT_HINT}")
+
+
 def _load_pt2(path: Path) -> LoadedModel:
     if not zipfile.is_zipfile(path):
         raise LandscapeError(f"{path.name}: not a torch.export archive (truncated or wrong type)")
+    _refuse_native_code(path)
     try:
         with _no_code_execution():
             ep = torch.export.load(str(path))
@@ -207,6 +226,15 @@ def _read_state_dict(path: Path) -> dict:
 
 
 def _fill(model: nn.Module, sd: dict, name: str) -> nn.Module:
+    _check_keys(model, sd, name)
+    dtype = next(iter(sd.values())).dtype if sd else torch.float32
+    if dtype.is_floating_point:
+        model = model.to(dtype)
+    model.load_state_dict(sd)
+    return model.eval()
+
+
+def _check_keys(model: nn.Module, sd: dict, name: str) -> None:
     own = model.state_dict()
     missing = [k for k in own if k not in sd]
     unexpected = [k for k in sd if k not in own]
@@ -222,11 +250,6 @@ def _fill(model: nn.Module, sd: dict, name: str) -> nn.Module:
             parts.append(f"shape mismatch {wrong[:4]}")
         raise LandscapeError(f"{name}: the state_dict does not fit the architecture: "
                              + "; ".join(parts))
-    dtype = next(iter(sd.values())).dtype if sd else torch.float32
-    if dtype.is_floating_point:
-        model = model.to(dtype)
-    model.load_state_dict(sd)
-    return model.eval()
 
 
 def load(path, arch=None) -> LoadedModel:
@@ -253,6 +276,8 @@ def load(path, arch=None) -> LoadedModel:
         raise LandscapeError(
             f"{path.name}: the architecture is unknown; pass a zoo spec with --arch, e.g. "
             '\'{"name": "mlp", "args": {"in_dim": 64, "out_dim": 10, "widths": [128, 128]}}\'')
+    with torch.device("meta"):  # check the shapes before allocating anything real
+        _check_keys(models.build(spec), sd, path.name)
     model = _fill(models.build(spec), sd, path.name)
     model.zoo_spec = models.spec_of(model) or spec
     side = side or {}

@@ -124,10 +124,10 @@ def _resolve_model(args):
     traj = None
     tpath = getattr(args, "trajectory", None)
     if tpath or Path(args.checkpoint).suffix == ".safetensors":
-        t = presets.load_trajectory(Path(tpath.replace(".trajectory.npz", ".safetensors"))
-                                    if tpath else Path(args.checkpoint))
-        if t is None and tpath:
-            raise LandscapeError(f"trajectory file not found: {tpath}")
+        if tpath:
+            t = presets.read_trajectory(Path(tpath))
+        else:
+            t = presets.load_trajectory(Path(args.checkpoint))
         if t is not None:
             traj = (t[0], t[1])
     return loaded.model, d, loss, traj, {"checkpoint": str(args.checkpoint),
@@ -262,6 +262,8 @@ def cmd_hessian(args) -> dict:
 
     if args.out and Path(args.out).suffix.lower() != ".npz":
         raise LandscapeError(f"--out must end in .npz, got {args.out}")
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     model, d, loss, _, origin = _resolve_model(args)
     rep = spectrum.compute_report(
         model, d, loss, top_k=args.top_k, outliers=not args.no_outliers, trace=args.trace,
@@ -318,6 +320,21 @@ def cmd_eos(args) -> dict:
     return eos.run_cli(args)
 
 
+def _finite(obj):
+    """NaN and infinities become null, so the --json line is valid JSON."""
+    import math
+
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    if hasattr(obj, "tolist"):
+        return _finite(obj.tolist())
+    return obj
+
+
 COMMANDS = {"presets": cmd_presets, "train": cmd_train, "surface": cmd_surface,
             "hessian": cmd_hessian, "eos": cmd_eos, "spectral-bias": cmd_spectral_bias,
             "opposing": cmd_opposing}
@@ -337,7 +354,8 @@ def main(argv=None) -> int:
         set_threads(getattr(args, "threads", None) or 1)
         result = COMMANDS[args.command](args)
         if getattr(args, "json", False):
-            print(json.dumps(result, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
+            print(json.dumps(_finite(result), allow_nan=False,
+                             default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
         return 0
     except LandscapeError as e:
         print(f"landscape: error: {e}", file=sys.stderr)

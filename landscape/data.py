@@ -236,6 +236,8 @@ def load_file(path, name: str | None = None) -> Dataset:
     name = name or path.name
     if not path.exists():
         raise LandscapeError(f"data file not found: {path}")
+    if path.is_dir():
+        raise LandscapeError(f"{path} is a folder; give a .npz or .csv file")
     size = path.stat().st_size
     if size == 0:
         raise LandscapeError(f"{name}: the file is empty")
@@ -252,6 +254,13 @@ def load_bytes(raw: bytes, name: str) -> Dataset:
     meta = {"source": "file", "name": name}
     if suffix == ".npz":
         try:
+            import zipfile
+
+            with zipfile.ZipFile(io.BytesIO(raw)) as zf:  # arrays' size once decompressed
+                unpacked = sum(i.file_size for i in zf.infolist())
+            if unpacked > MAX_FILE_BYTES:
+                raise LandscapeError(f"{name}: its arrays take {unpacked / 2**20:.0f} MB "
+                                     f"unpacked, over the {MAX_FILE_BYTES // 2**20} MB limit")
             with np.load(io.BytesIO(raw), allow_pickle=False) as z:
                 keys = set(z.files)
                 if not {"X", "y"} <= keys:

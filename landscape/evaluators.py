@@ -55,13 +55,18 @@ class PlaneTask:
 
 
 def is_fast_mlp(model: nn.Module) -> bool:
-    """True for an ``nn.Sequential`` of ``Linear`` layers and elementwise activations,
-    starting and ending with ``Linear``."""
+    """True for an ``nn.Sequential`` of distinct ``Linear`` layers, each followed by at most
+    one elementwise activation, starting and ending with ``Linear``."""
     if type(model) is not nn.Sequential or len(model) == 0:
         return False
     mods = list(model)
     if not isinstance(mods[0], nn.Linear) or not isinstance(mods[-1], nn.Linear):
         return False
+    if len({id(m) for m in mods}) != len(mods):  # a module used twice (tied weights)
+        return False
+    for prev, m in zip(mods, mods[1:]):
+        if not isinstance(prev, nn.Linear) and not isinstance(m, nn.Linear):
+            return False  # two activations in a row: the fast forward applies one
     for m in mods:
         if not isinstance(m, (nn.Linear, *FAST_ACTS)):
             return False

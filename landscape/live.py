@@ -155,7 +155,7 @@ class LiveRun:
             self._closed = True
             self._playing = False
             self._status = "closed"
-        self._surface_cancel.set()
+            self._surface_cancel.set()
         self._wake.set()
         self._train_thread.join(timeout=5)
         if self._surface_thread is not None:
@@ -164,6 +164,11 @@ class LiveRun:
     @property
     def playing(self) -> bool:
         return self._playing
+
+    def model_copy(self) -> torch.nn.Module:
+        """A consistent copy of the model being trained (never mid-update)."""
+        with self._lock:
+            return copy.deepcopy(self.trainer.model)
 
     # ------------------------------------------------------------------ training
     def _train_loop(self) -> None:
@@ -185,10 +190,14 @@ class LiveRun:
                 continue
             t0 = time.perf_counter()
             try:
-                ev = self.trainer.step_once()
-            except LandscapeError as e:
+                with self._lock:  # state() never sees a half-updated trajectory
+                    ev = self.trainer.step_once()
+                if ev.snapshot:
+                    self._on_snapshot()
+            except Exception as e:  # report any failure on the page, never die silently
+                msg = str(e) if isinstance(e, LandscapeError) else f"{type(e).__name__}: {e}"
                 with self._lock:
-                    self._status, self._message, self._playing = "error", str(e), False
+                    self._status, self._message, self._playing = "error", msg, False
                 continue
             with self._lock:
                 self._steps.append(ev.step)
@@ -198,8 +207,6 @@ class LiveRun:
                 if dt > 0.5:
                     self._rate = (len(self._steps) - getattr(self, "_rate_n0", 0)) / dt
                     self._rate_n0, self._rate_t0 = len(self._steps), time.perf_counter()
-            if ev.snapshot:
-                self._on_snapshot()
             sps = self.config.steps_per_second
             if sps and self._playing:
                 wait = 1.0 / sps - (time.perf_counter() - t0)
@@ -263,8 +270,10 @@ class LiveRun:
         self._surface_cancel.set()
         if self._surface_thread is not None:
             self._surface_thread.join(timeout=10)
-        self._surface_cancel = threading.Event()
         with self._lock:
+            if self._closed:  # close() ran meanwhile: start nothing new
+                return
+            self._surface_cancel = threading.Event()
             self._plane, self._range = plane, rng
             n = self.config.grid
             xs, ys = np.linspace(rng[0], rng[1], n), np.linspace(rng[2], rng[3], n)

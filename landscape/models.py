@@ -116,6 +116,8 @@ def build(spec, seed: int | None = None, dtype: torch.dtype | None = None) -> nn
             raise LandscapeError(f"model spec is not valid JSON: {e.msg}") from None
     if not isinstance(spec, dict) or "name" not in spec:
         raise LandscapeError('a model spec needs a "name" (mlp, cnn or resnet) and "args"')
+    if not isinstance(spec.get("args", {}), dict):
+        raise LandscapeError('a model spec\'s "args" must be an object of keyword arguments')
     name, args = spec["name"], dict(spec.get("args", {}))
     if name not in ZOO:
         raise LandscapeError(f"unknown model {name!r}; the zoo has {sorted(ZOO)}")

@@ -126,16 +126,25 @@ def save_trajectory(path: Path, trainer: Trainer) -> Path:
 
 def load_trajectory(path: Path):
     """``(steps, snapshots, history)`` saved next to a checkpoint, or None."""
+    t = _trajectory_path(Path(path))
+    return read_trajectory(t) if t.exists() else None
+
+
+def read_trajectory(path: Path):
+    """``(steps, snapshots, history)`` from a trajectory ``.npz`` (as ``landscape train``
+    writes it: arrays ``steps`` [T], ``snapshots`` [T, P], optional ``history``)."""
     import numpy as np
 
-    t = _trajectory_path(Path(path))
-    if not t.exists():
-        return None
+    path = Path(path)
+    if not path.exists():
+        raise LandscapeError(f"trajectory file not found: {path}")
     try:
-        with np.load(t, allow_pickle=False) as z:
-            return z["steps"], z["snapshots"], z["history"]
+        with np.load(path, allow_pickle=False) as z:
+            hist = z["history"] if "history" in z.files else np.zeros((0, 3))
+            return z["steps"], z["snapshots"], hist
     except Exception:
-        raise LandscapeError(f"{t.name}: not a readable trajectory file") from None
+        raise LandscapeError(f"{path.name}: not a readable trajectory file (arrays steps, "
+                             "snapshots)") from None
 
 
 def train_preset(name: str, use_cache: bool = True, callback=None, cancel=None) -> PresetRun:

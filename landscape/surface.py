@@ -175,6 +175,9 @@ def evaluate_grid(task: PlaneTask, xs: np.ndarray, ys: np.ndarray | None, *, wor
             raise Cancelled("surface cancelled", partial=(loss.reshape(shape), acc.reshape(shape)))
 
     if device is not None and torch.device(device).type != "cpu":
+        if task.bn == "recompute":
+            raise LandscapeError("recomputing BatchNorm statistics at each point runs on the "
+                                 "CPU path; choose device cpu or keep the statistics")
         info = {"method": "vmap", "workers": 1, "device": str(device)}
         chunk = 256
         for s in range(0, len(order), chunk):
@@ -195,7 +198,7 @@ def evaluate_grid(task: PlaneTask, xs: np.ndarray, ys: np.ndarray | None, *, wor
     per_point = time.perf_counter() - t1
     done = 1
     report()
-    n_workers = cpu_count() if workers is None else max(1, int(workers))
+    n_workers = cpu_count() if workers is None else max(1, min(int(workers), cpu_count()))
     remaining = len(order) - 1
     from landscape import workers as wk
 
@@ -223,8 +226,6 @@ def evaluate_grid(task: PlaneTask, xs: np.ndarray, ys: np.ndarray | None, *, wor
         info["seconds"] = time.perf_counter() - t0
         return loss.reshape(shape), acc.reshape(shape), info
 
-    info["workers"] = n_workers
-    pool = wk.get_pool(n_workers)
     chunk = max(1, min(64, remaining // (n_workers * 6) or 1))
     starts = list(range(1, len(order), chunk))  # coarse points first: order is coarse-to-fine
     chunks = [pts[s:s + chunk] for s in starts]
@@ -238,7 +239,17 @@ def evaluate_grid(task: PlaneTask, xs: np.ndarray, ys: np.ndarray | None, *, wor
         report()
 
     try:
+        pool = wk.get_pool(n_workers)
+        info["workers"] = pool.n
         pool.run(shipped.token, shipped.path, chunks, on_result, cancel)
+    except wk.WorkerDied:  # finish what is missing here, with the same evaluator
+        info["workers"] = 1
+        for s in range(1, len(order)):
+            if np.isnan(loss[order[s]]):
+                check_cancel()
+                loss[order[s]], acc[order[s]] = ev(*pts[s])
+                done += 1
+        report()
     finally:
         shipped.close()
     check_cancel()
@@ -383,6 +394,10 @@ def compute(model: nn.Module, data: Dataset, config: SurfaceConfig, *, trajector
         if trajectory is None:
             raise LandscapeError("PCA directions need a training trajectory (train first)")
         steps, snaps = trajectory
+        last = torch.as_tensor(np.asarray(snaps)[-1], dtype=torch.float64)
+        if last.numel() != w.numel() or (last - w.double()).norm() > 1e-3 * (w.double().norm() + 1e-12):
+            raise LandscapeError("the trajectory's last snapshot is not this model; PCA "
+                                 "directions need the trajectory that ended at it")
         plane = dirs.pca_directions(snaps, layout, steps, config.ignore)
         dx, dy = plane.dx.to(w.dtype), plane.dy.to(w.dtype)
         extra["explained_variance"] = plane.explained.tolist()

@@ -18,6 +18,7 @@ import atexit
 import os
 import pickle
 import queue
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -69,56 +70,76 @@ class Pool:
         self.busy = threading.Lock()
 
     def ping(self) -> None:
-        threads = [threading.Thread(target=w.call, args=(("ping",),)) for w in self.workers]
+        """Wait until every worker answers; raises WorkerDied when one does not start."""
+        errors = []
+
+        def call(w):
+            try:
+                w.call(("ping",))
+            except Exception as e:
+                errors.append(e)
+
+        threads = [threading.Thread(target=call, args=(w,)) for w in self.workers]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
+        if errors:
+            self.close()
+            raise WorkerDied(f"a worker process did not start ({errors[0]})")
 
     def run(self, token: str, path: str, chunks: list, on_result, cancel=None) -> None:
         """Evaluate ``chunks`` (lists of points); ``on_result(i, values)`` is called from
         this thread as results arrive. Stops early when ``cancel`` is set."""
-        with self.busy:
-            todo: queue.Queue = queue.Queue()
-            for i, ch in enumerate(chunks):
-                todo.put((i, ch))
-            results: queue.Queue = queue.Queue()
+        while not self.busy.acquire(timeout=0.1):  # another surface is using the pool
+            if cancel is not None and cancel.is_set():
+                return
+        try:
+            self._run_locked(token, path, chunks, on_result, cancel)
+        finally:
+            self.busy.release()
 
-            def feed(worker):
-                while True:
-                    if cancel is not None and cancel.is_set():
-                        return
-                    try:
-                        i, ch = todo.get_nowait()
-                    except queue.Empty:
-                        return
-                    try:
-                        results.put((i, worker.call(("eval", token, path, ch)), None))
-                    except Exception as e:  # reported to the caller below
-                        results.put((i, None, e))
-                        return
+    def _run_locked(self, token, path, chunks, on_result, cancel) -> None:
+        todo: queue.Queue = queue.Queue()
+        for i, ch in enumerate(chunks):
+            todo.put((i, ch))
+        results: queue.Queue = queue.Queue()
 
-            threads = [threading.Thread(target=feed, args=(w,), daemon=True) for w in self.workers]
-            for t in threads:
-                t.start()
-            got = 0
-            error = None
-            while got < len(chunks):
+        def feed(worker):
+            while True:
+                if cancel is not None and cancel.is_set():
+                    return
                 try:
-                    i, vals, err = results.get(timeout=0.05)
+                    i, ch = todo.get_nowait()
                 except queue.Empty:
-                    if not any(t.is_alive() for t in threads) and results.empty():
-                        break  # cancelled, or a worker died
-                    continue
-                got += 1
-                if err is not None:
-                    error = err
-                    continue
-                on_result(i, vals)
-            for t in threads:
-                t.join()
-            if error is not None:
-                raise error
+                    return
+                try:
+                    results.put((i, worker.call(("eval", token, path, ch)), None))
+                except Exception as e:  # reported to the caller below
+                    results.put((i, None, e))
+                    return
+
+        threads = [threading.Thread(target=feed, args=(w,), daemon=True) for w in self.workers]
+        for t in threads:
+            t.start()
+        got = 0
+        error = None
+        while got < len(chunks):
+            try:
+                i, vals, err = results.get(timeout=0.05)
+            except queue.Empty:
+                if not any(t.is_alive() for t in threads) and results.empty():
+                    break  # cancelled, or a worker died
+                continue
+            got += 1
+            if err is not None:
+                error = err
+                continue
+            on_result(i, vals)
+        for t in threads:
+            t.join()
+        if error is not None:
+            raise error
 
     def close(self) -> None:
         for w in self.workers:
@@ -130,8 +151,11 @@ def get_pool(n_workers: int) -> Pool:
     worker died)."""
     global _pool
     with _lock:
-        if _pool is not None and (_pool.n != n_workers or not all(w.alive() for w in _pool.workers)):
+        if _pool is not None and not all(w.alive() for w in _pool.workers):
             _pool.close()
+            _pool = None
+        if _pool is not None and _pool.n != n_workers and not _pool.busy.locked():
+            _pool.close()  # resized only while idle: a running surface keeps its workers
             _pool = None
         if _pool is None:
             _pool = Pool(n_workers)
@@ -166,16 +190,16 @@ class ShippedTask:
     def __init__(self, task):
         self.dir = tempfile.mkdtemp(prefix="landscape-")
         self.path = os.path.join(self.dir, "task.pkl")
-        with open(self.path, "wb") as f:
-            pickle.dump(task, f, protocol=pickle.HIGHEST_PROTOCOL)
+        try:
+            with open(self.path, "wb") as f:
+                pickle.dump(task, f, protocol=pickle.HIGHEST_PROTOCOL)
+        except BaseException:
+            self.close()
+            raise
         self.token = os.path.basename(self.dir)
 
     def close(self) -> None:
-        try:
-            os.remove(self.path)
-            os.rmdir(self.dir)
-        except OSError:
-            pass
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def _serve() -> None:

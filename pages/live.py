@@ -140,7 +140,7 @@ if b4.button("Reset", icon=":material/restart_alt:", key="btn_reset"):
 
 def model_bytes() -> bytes:
     r = holder["recipe"]
-    return checkpoint.to_bytes(holder["run"].trainer.model, data=r.get("data"), recipe=r)
+    return checkpoint.to_bytes(holder["run"].model_copy(), data=r.get("data"), recipe=r)
 
 
 b5.download_button("Download model (.safetensors)", model_bytes,

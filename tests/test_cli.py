@@ -178,3 +178,15 @@ def test_downloaded_model_without_sidecar_loads_in_the_cli(capsys, tmp_path):
                          "--grid", "3", "--json")
     assert code == 0, err
     assert json.loads(out)["n_params"] == sum(p.numel() for p in m.parameters())
+
+
+def test_more_bad_input_exits_2(capsys, tmp_path, trained):
+    cases = [
+        (["surface", "--checkpoint", str(trained), "--data", str(tmp_path)], "is a folder"),
+        (["train", "--data", "digits", "--model", '{"name": "mlp", "args": [1]}'], "args"),
+        (["surface", "--checkpoint", str(trained), "--directions", "pca", "--trajectory",
+          str(tmp_path / "none.npz")], "trajectory file not found"),
+    ]
+    for argv, needle in cases:
+        code, _, err = run(capsys, *argv)
+        assert code == 2 and needle in err and err.count("\n") == 1, (argv, err)

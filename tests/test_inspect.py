@@ -152,3 +152,19 @@ def test_upload_helpers_refuse_wrong_types_and_sizes():
     d = data.load_builtin("digits", n=50)
     with pytest.raises(LandscapeError, match="does not accept inputs"):
         uploads.check_compatible(models.build({"name": "mlp", "args": {"in_dim": 2}}), d)
+
+
+def test_pt2_with_compiled_code_is_refused_before_loading(tmp_path):
+    import zipfile
+
+    from landscape import checkpoint
+
+    evil = tmp_path / "aoti.pt2"
+    with zipfile.ZipFile(EXAMPLE) as src, zipfile.ZipFile(evil, "w") as dst:
+        for item in src.infolist():
+            dst.writestr(item, src.read(item.filename))
+        dst.writestr("digits-cnn-bn/data/aotinductor/model/model.so", b"\x7fELF not really")
+    with pytest.raises(LandscapeError, match="compiled code"):
+        checkpoint.load(evil)
+    with pytest.raises(LandscapeError, match="compiled code"):
+        uploads.load_model_bytes(evil.read_bytes(), "aoti.pt2")

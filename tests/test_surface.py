@@ -242,3 +242,30 @@ def test_mlp_row_cache_gives_the_same_values_in_any_order(trained_mlp, small_dig
     fresh = [MLPEvaluator(PlaneTask(m, w, dx, dy, small_digits.X, small_digits.y))(a, b)[0]
              for a, b in pts]
     assert vals == fresh and vals[0] == vals[-1]
+
+
+def test_fast_path_only_for_plain_alternating_stacks(small_digits):
+    from torch import nn
+
+    from landscape.evaluators import is_fast_mlp
+
+    two_acts = nn.Sequential(nn.Linear(64, 8), nn.Tanh(), nn.ReLU(), nn.Linear(8, 10))
+    shared = nn.Linear(10, 10)
+    tied = nn.Sequential(nn.Linear(64, 10), nn.ReLU(), shared, nn.ReLU(), shared)
+    assert not is_fast_mlp(two_acts) and not is_fast_mlp(tied)
+    assert is_fast_mlp(nn.Sequential(nn.Linear(64, 8), nn.GELU(), nn.Linear(8, 10)))
+    for m in (two_acts, tied):
+        res = surface.compute(m, small_digits, surface.SurfaceConfig(grid=(3, 3), workers=1))
+        assert res.meta["method"] == "module"
+        w = flat_params(m)
+        theta = w + res.x[0] * torch.as_tensor(res.dx) + res.y[2] * torch.as_tensor(res.dy)
+        assert abs(res.loss[2, 0] - direct_loss(m, small_digits, theta)) < 1e-5
+
+
+def test_pca_refuses_a_trajectory_of_another_model(trained_mlp, small_digits):
+    tr = trained_mlp
+    other = tr.trajectory.params.copy()
+    other[-1] += 1.0
+    with pytest.raises(LandscapeError, match="last snapshot is not this model"):
+        surface.compute(tr.model, small_digits, surface.SurfaceConfig(directions="pca"),
+                        trajectory=(tr.trajectory.steps, other))
