@@ -840,7 +840,7 @@ def slq_density_ray(op_or_spec, probes: int = 5, lanczos_steps: int = 80, seed: 
     exactly as the local function does, so the same seed gives the same result (to float
     rounding). ``progress(done, total)`` counts HVPs; a cancel raises :class:`Cancelled` with
     ``partial=(nodes, weights)`` (zero rows where pending)."""
-    from landscape.hessian import DensityResult, _rademacher, slq_sigma
+    from landscape.hessian import DensityResult, _rademacher, slq_smooth
 
     n_v = int(probes)
     t0 = time.perf_counter()
@@ -868,27 +868,10 @@ def slq_density_ray(op_or_spec, probes: int = 5, lanczos_steps: int = 80, seed: 
 
     _run_tasks(fn, box, token, n_v, lambda p: (Z[p], m), on_result, cancel, "SLQ density",
                lambda: (nodes.copy(), weights.copy()), slots)
-    # From here on exactly the local slq_density's combination.
-    used = weights > 0
-    sig = slq_sigma(nodes[used], m) if sigma is None else float(sigma)
-    if not sig > 0:
-        raise LandscapeError(f"sigma must be positive, got {sig}")
-    if grid is None:
-        lo, hi = nodes[used].min() - 5 * sig, nodes[used].max() + 5 * sig
-        grid = np.linspace(lo, hi, int(grid_points))
-    grid = np.asarray(grid, dtype=np.float64)
-    dens = np.zeros_like(grid)
-    for th, w in zip(nodes[used], weights[used]):
-        dens += w * np.exp(-0.5 * ((grid - th) / sig) ** 2)
-    dens /= n_v * sig * math.sqrt(2 * math.pi)
-    area = float(np.trapezoid(dens, grid)) if len(grid) > 1 else 0.0
-    if area > 0:
-        dens = dens / area
-    trace_est = float(P * np.mean((nodes * weights).sum(1)))
+    # The same combination as the local slq_density.
+    grid, dens, sig, extra = slq_smooth(nodes, weights, m, P, grid, sigma, grid_points)
     seconds = time.perf_counter() - t0
     meta = {"hvps": counter["hvps"], "seconds": seconds, "dtype": str(spec.dtype).replace("torch.", ""),
-            "n_params": P, "probes": n_v, "lanczos_steps": m, "sigma": sig,
-            "sigma_rule": "(max node - min node) / (2 lanczos_steps)" if sigma is None else "given",
-            "seed": seed, "trace_estimate": trace_est, "mass_on_grid_before_renorm": area,
+            "n_params": P, "probes": n_v, "lanczos_steps": m, "seed": seed, **extra,
             "backend": "ray", "workers": slots, "ray_startup_seconds": startup}
     return DensityResult(grid, dens, nodes, weights, sig, counter["hvps"], seconds, meta)

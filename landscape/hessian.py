@@ -908,8 +908,19 @@ def slq_density(op, probes: int = 5, lanczos_steps: int = 80, seed: int = 0, gri
         nodes[p, :len(theta)] = theta
         nodes[p, len(theta):] = theta[-1] if len(theta) else 0.0
         weights[p, :len(tau)] = tau
+    grid, dens, sig, extra = slq_smooth(nodes, weights, m, P, grid, sigma, grid_points)
+    meta = _meta(op, watch.hvps, watch.seconds, probes=n_v, lanczos_steps=m, seed=seed, **extra)
+    return DensityResult(grid, dens, nodes, weights, sig, watch.hvps, watch.seconds, meta)
+
+
+def slq_smooth(nodes: np.ndarray, weights: np.ndarray, lanczos_steps: int, n_params: int,
+               grid=None, sigma: float | None = None, grid_points: int = 2001):
+    """Combine per-probe Gauss quadratures (``nodes``/``weights`` [n_probes, m]) into a
+    smoothed density: returns ``(grid, density, sigma, meta)``. Shared by the local and the
+    distributed SLQ, so both give the same answer for the same probes."""
+    n_v = nodes.shape[0]
     used = weights > 0
-    sig = slq_sigma(nodes[used], m) if sigma is None else float(sigma)
+    sig = slq_sigma(nodes[used], lanczos_steps) if sigma is None else float(sigma)
     if not sig > 0:
         raise LandscapeError(f"sigma must be positive, got {sig}")
     if grid is None:
@@ -923,11 +934,11 @@ def slq_density(op, probes: int = 5, lanczos_steps: int = 80, seed: int = 0, gri
     area = float(np.trapezoid(dens, grid)) if len(grid) > 1 else 0.0
     if area > 0:
         dens = dens / area
-    trace_est = float(P * np.mean((nodes * weights).sum(1)))
-    meta = _meta(op, watch.hvps, watch.seconds, probes=n_v, lanczos_steps=m, sigma=sig,
-                 sigma_rule="(max node - min node) / (2 lanczos_steps)" if sigma is None else "given",
-                 seed=seed, trace_estimate=trace_est, mass_on_grid_before_renorm=area)
-    return DensityResult(grid, dens, nodes, weights, sig, watch.hvps, watch.seconds, meta)
+    meta = {"sigma": sig,
+            "sigma_rule": "(max node - min node) / (2 lanczos_steps)" if sigma is None else "given",
+            "trace_estimate": float(n_params * np.mean((nodes * weights).sum(1))),
+            "mass_on_grid_before_renorm": area}
+    return grid, dens, sig, meta
 
 
 def wasserstein1(values_a, values_b, weights_a=None, weights_b=None) -> float:
