@@ -70,3 +70,19 @@ def read_npz(path: Path, names) -> tuple[dict, dict]:
         arrays = {k: z[k] for k in names}
         meta = json.loads(str(z["meta_json"]))
     return arrays, meta
+
+
+def add_output_args(p) -> None:
+    """The flags every lesson subcommand shares: device, result file, JSON line, threads."""
+    p.add_argument("--device", help="cpu, cuda, mps or auto")
+    p.add_argument("--out", help="result file (.npz or .json)")
+    p.add_argument("--json", action="store_true", help="print a one-line JSON summary")
+    p.add_argument("--threads", type=int, help="torch threads in this process")
+
+
+def checked_out(args) -> str | None:
+    """``--out`` when it names a .npz or .json file (a one-line error otherwise)."""
+    out = getattr(args, "out", None)
+    if out and Path(out).suffix.lower() not in (".npz", ".json"):
+        raise LandscapeError(f"--out must end in .npz or .json, got {out}")
+    return out

@@ -91,6 +91,8 @@ from torch import nn
 
 from landscape import losses
 from landscape.dynamics.common import (
+    add_output_args,
+    checked_out,
     jsonable,
     read_npz,
     result_path,
@@ -1434,17 +1436,12 @@ def add_cli(subparsers) -> None:
     p.add_argument("--eig-every", type=int, help="steps between eigenvalue measurements")
     p.add_argument("--momentum", type=float, help="heavy-ball beta (optimizer momentum)")
     p.add_argument("--seed", type=int, help="initial weights (default 0)")
-    p.add_argument("--device", help="cpu, cuda, mps or auto")
-    p.add_argument("--out", help="result file (.npz or .json)")
-    p.add_argument("--json", action="store_true", help="print a one-line JSON summary")
-    p.add_argument("--threads", type=int, help="torch threads in this process")
+    add_output_args(p)
 
 
 def run_cli(args) -> dict:
     """Run the ``eos`` subcommand from parsed ``args``; returns the JSON summary."""
-    out = getattr(args, "out", None)
-    if out and Path(out).suffix.lower() not in (".npz", ".json"):
-        raise LandscapeError(f"--out must end in .npz or .json, got {out}")
+    out = checked_out(args)
     name = getattr(args, "preset", None) or "eos-tanh"
     cfg = preset(name, lr=getattr(args, "lr", None), optimizer=getattr(args, "optimizer", None),
                  steps=getattr(args, "steps", None), eig_every=getattr(args, "eig_every", None),

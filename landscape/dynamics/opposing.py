@@ -116,6 +116,8 @@ import torch
 from torch import nn
 
 from landscape.dynamics.common import (
+    add_output_args,
+    checked_out,
     jsonable,
     read_npz,
     result_path,
@@ -1280,17 +1282,12 @@ def add_cli(subparsers) -> None:
     p.add_argument("--seed", type=int, help="plant choice, initial weights, controls (default 0)")
     p.add_argument("--alpha", type=float, help="norm of the planted feature (0: none)")
     p.add_argument("--retrain", action="store_true", help="also retrain without the detected set")
-    p.add_argument("--device", help="cpu, cuda, mps or auto")
-    p.add_argument("--out", help="result file (.npz or .json)")
-    p.add_argument("--json", action="store_true", help="print a one-line JSON summary")
-    p.add_argument("--threads", type=int, help="torch threads in this process")
+    add_output_args(p)
 
 
 def run_cli(args) -> dict:
     """Run the ``opposing`` subcommand from parsed ``args``; returns the JSON summary."""
-    out = getattr(args, "out", None)
-    if out and Path(out).suffix.lower() not in (".npz", ".json"):
-        raise LandscapeError(f"--out must end in .npz or .json, got {out}")
+    out = checked_out(args)
     name = getattr(args, "preset", None) or "opposing-planted"
     cfg = preset(name, steps=getattr(args, "steps", None), lr=getattr(args, "lr", None),
                  lr_factor=getattr(args, "lr_factor", None), window=getattr(args, "window", None),

@@ -59,6 +59,8 @@ import torch
 from torch import nn
 
 from landscape.dynamics.common import (
+    add_output_args,
+    checked_out,
     jsonable,
     read_npz,
     result_path,
@@ -800,17 +802,12 @@ def add_cli(subparsers) -> None:
     p.add_argument("--amplitudes", choices=["equal", "rising"], help="target amplitudes")
     p.add_argument("--points", type=int, dest="n", help="grid points on [-1, 1)")
     p.add_argument("--record-every", type=int, help="steps between spectra")
-    p.add_argument("--device", help="cpu, cuda, mps or auto")
-    p.add_argument("--out", help="result file (.npz or .json)")
-    p.add_argument("--json", action="store_true", help="print a one-line JSON summary")
-    p.add_argument("--threads", type=int, help="torch threads in this process")
+    add_output_args(p)
 
 
 def run_cli(args) -> dict:
     """Run the ``spectral-bias`` subcommand from parsed ``args``; returns the JSON summary."""
-    out = getattr(args, "out", None)
-    if out and Path(out).suffix.lower() not in (".npz", ".json"):
-        raise LandscapeError(f"--out must end in .npz or .json, got {out}")
+    out = checked_out(args)
     cfg = preset(getattr(args, "preset", None) or "quick",
                  encoding=getattr(args, "encoding", None), sigma=getattr(args, "sigma", None),
                  levels=getattr(args, "levels", None), steps=getattr(args, "steps", None),
