@@ -9,6 +9,7 @@ import streamlit as st
 from landscape import hessian_plots as hp
 from landscape import presets, spectrum
 from ui import jobs as ui_jobs
+from ui.export import figure_exports
 from ui.nav import ensure_app
 
 ensure_app()  # before anything is drawn: see ui/nav.py
@@ -89,6 +90,9 @@ if rep.layers is not None:
     st.plotly_chart(hp.per_layer(rep), width="stretch", key="h_layers_fig")
 if during is not None:
     st.plotly_chart(hp.over_training(during), width="stretch", key="h_during_fig")
+e1, e2 = st.columns(2)
+figure_exports(hp.density(rep) if rep.density is not None else hp.top_eigenvalues(rep),
+               f"{name}-hessian", e1, e2)
 st.caption(f"{rep.meta['n_params']:,} parameters, {rep.meta['n_examples']} examples, "
            f"{rep.meta['dtype']}, backend {rep.meta['backend']}, {rep.meta['hvps']} HVPs, "
            f"{rep.meta['seconds']:.2f} s.")

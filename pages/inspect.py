@@ -11,6 +11,7 @@ import streamlit as st
 from landscape import data, hessian_plots, plots, spectrum, surface, uploads
 from landscape.errors import LandscapeError
 from ui import jobs as ui_jobs
+from ui.export import figure_exports
 from ui.nav import ensure_app
 
 ensure_app()  # before anything is drawn: see ui/nav.py
@@ -125,6 +126,8 @@ if analysis == "Surface":
     fig = plots.slice1d(res) if res.dims == 1 else plots.contour(res, log=True)
     st.plotly_chart(fig, width="stretch", key="inspect_surface_fig")
     st.caption(plots.recipe_text(res))
+    e1, e2 = st.columns(2)
+    figure_exports(fig, f"{Path(model_name).stem}-surface", e1, e2)
     m1, m2, m3 = st.columns(3)
     m1.metric("Loss at the model", f"{res.meta['loss_center']:.4g}")
     m2.metric("Lowest loss on the grid", f"{res.meta['loss_min']:.4g}")

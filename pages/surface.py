@@ -4,7 +4,6 @@ Surfaces are computed in a background job (coarse-to-fine, progress bar, Cancel)
 are kept per recipe for the session, so switching views never recomputes.
 """
 
-import io
 import json
 import tempfile
 from pathlib import Path
@@ -16,6 +15,7 @@ from landscape import distributed, plots, presets, store, surface
 from landscape.device import choose_device
 from landscape.errors import LandscapeError
 from ui import jobs as ui_jobs
+from ui.export import figure_exports
 from ui.nav import ensure_app
 
 ensure_app()  # before anything is drawn: see ui/nav.py
@@ -139,24 +139,7 @@ def downloads(result, stem: str, fig):
                        key=f"dl_h5_{stem}", on_click="ignore", icon=":material/download:")
     d2.download_button("Surface .npz", lambda: file_bytes(".npz"), f"{stem}.npz",
                        key=f"dl_npz_{stem}", on_click="ignore", icon=":material/download:")
-    d3.download_button("Figure .html", lambda: fig.to_html(include_plotlyjs=True),
-                       f"{stem}.html", key=f"dl_html_{stem}", on_click="ignore",
-                       icon=":material/download:")
-
-    png_key = f"png_{stem}"
-    if d4.button("Render .png", key=f"btn_{png_key}", icon=":material/image:",
-                 help="Rendered by kaleido with the system Chromium (a few seconds)"):
-        try:
-            with st.spinner("Rendering the PNG..."):
-                buf = io.BytesIO()
-                fig.write_image(buf, format="png", width=1200, height=900)
-            st.session_state[png_key] = buf.getvalue()
-        except Exception as e:  # kaleido needs a Chromium on the machine
-            st.error(f"PNG export failed ({type(e).__name__}: {str(e)[:120]}). Install "
-                     "Chromium (e.g. apt-get install chromium) or use the HTML export.")
-    if st.session_state.get(png_key):
-        d4.download_button("Download .png", st.session_state[png_key], f"{stem}.png",
-                           key=f"dl_{png_key}", on_click="ignore", icon=":material/download:")
+    figure_exports(fig, stem, d3, d4)
 
 
 if view == "Compare":

@@ -145,6 +145,7 @@ def test_hessian_page_shows_spectrum_outliers_and_layers():
     assert {"h_top", "h_rho", "h_density_fig", "h_layers_fig"} <= set(keys)
     values = {m.label: m.value for m in at.metric}
     assert float(values["λ1 (sharpness)"]) > 0 and int(values["HVPs"]) > 0
+    assert any(b.label == "Figure .html" for b in at.get("download_button"))
     # The PyHessian backend is selectable and reports the same top eigenvalue roughly.
     at.radio(key="h_backend").set_value("pyhessian")
     for _ in range(120):
