@@ -9,16 +9,13 @@ import streamlit as st
 from landscape.device import available_devices
 from landscape.dynamics import eos
 from landscape.errors import LandscapeError
-from ui.nav import ensure_app
+from ui.nav import compute_settings, ensure_app
 
 ensure_app()  # before anything is drawn: see ui/nav.py
 
 # The app's sidebar chooses threads, device and seed; on its own the page uses one thread
 # (a small model on a few cores) and the recipe's device.
-THREADS = int(st.session_state.get("threads", 1))
-DEVICE = st.session_state.get("device")
-if DEVICE not in ("auto", *available_devices()):  # e.g. "cuda" chosen on a machine without one
-    DEVICE = None
+THREADS, DEVICE = compute_settings()  # the sidebar's threads and device
 SEED = int(st.session_state.get("seed", 0))
 DEFAULT = "eos-tanh-fast"
 LR_GD = [0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0, 1.5, 2.0, 3.0]

@@ -6,19 +6,13 @@ import dataclasses
 
 import streamlit as st
 
-from landscape.device import available_devices
 from landscape.dynamics import opposing as opp
 from landscape.errors import Cancelled, LandscapeError
-from ui.nav import ensure_app
+from ui.nav import compute_settings, ensure_app
 
 ensure_app()  # before anything is drawn: see ui/nav.py
 
-# The app's sidebar chooses threads and device; on its own the page uses one thread (a small
-# model on a few cores: one thread is the fastest) and the preset's device.
-THREADS = int(st.session_state.get("threads", 1))
-DEVICE = st.session_state.get("device")
-if DEVICE not in ("auto", *available_devices()):  # e.g. "cuda" chosen on a machine without one
-    DEVICE = None
+THREADS, DEVICE = compute_settings()  # the sidebar's threads and device
 
 st.title("Opposing signals")
 st.caption("Full-batch gradient descent at the edge of stability: a few groups of examples that "

@@ -9,17 +9,12 @@ from landscape.device import available_devices
 from landscape.dynamics import redshift as rs
 from landscape.dynamics import spectral_bias as sb
 from landscape.errors import Cancelled, LandscapeError
-from ui.nav import ensure_app
+from ui.nav import compute_settings, ensure_app
 
 ensure_app()  # before anything is drawn: see ui/nav.py
 
 LIVE_ABOVE = 2500  # longer runs train on a thread and draw as they go
-# The app's sidebar chooses threads and device; on its own the page uses one thread (a small
-# model: measured here 4 s with one thread, 170 s with two under load) and the preset's device.
-THREADS = int(st.session_state.get("threads", 1))
-DEVICE = st.session_state.get("device")
-if DEVICE not in ("auto", *available_devices()):  # e.g. "cuda" chosen on a machine without one
-    DEVICE = None
+THREADS, DEVICE = compute_settings()  # the sidebar's threads and device
 
 st.title("Spectral bias")
 st.caption("A coordinate MLP fits a sum of sines; low frequencies are learned first "

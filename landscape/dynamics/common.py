@@ -86,3 +86,20 @@ def checked_out(args) -> str | None:
     if out and Path(out).suffix.lower() not in (".npz", ".json"):
         raise LandscapeError(f"--out must end in .npz or .json, got {out}")
     return out
+
+
+def preset_with(presets: dict, name: str, what: str, **overrides):
+    """A copy of ``presets[name]`` (a config dataclass) with the non-None ``overrides``
+    replaced; unknown names and fields are one-line errors naming ``what``."""
+    import copy
+    from dataclasses import fields, replace
+
+    if name not in presets:
+        raise LandscapeError(f"unknown {what} preset {name!r}; choose one of "
+                             f"{', '.join(presets)}")
+    base = presets[name]
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    unknown = set(changes) - {f.name for f in fields(base)}
+    if unknown:
+        raise LandscapeError(f"unknown {what} options: {sorted(unknown)}")
+    return replace(copy.deepcopy(base), **changes)

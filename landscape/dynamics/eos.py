@@ -81,7 +81,7 @@ import math
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -94,6 +94,7 @@ from landscape.dynamics.common import (
     add_output_args,
     checked_out,
     jsonable,
+    preset_with,
     read_npz,
     result_path,
     run_to_end,
@@ -260,15 +261,7 @@ PRESET_NOTES = {
 
 def preset(name: str, **overrides) -> EosConfig:
     """A copy of a preset with some fields replaced (``None`` values are ignored)."""
-    if name not in PRESETS:
-        raise LandscapeError(f"unknown edge-of-stability preset {name!r}; choose one of "
-                             f"{', '.join(PRESETS)}")
-    cfg = copy.deepcopy(PRESETS[name])
-    changes = {k: v for k, v in overrides.items() if v is not None}
-    unknown = set(changes) - set(EosConfig.__dataclass_fields__)
-    if unknown:
-        raise LandscapeError(f"unknown edge-of-stability options: {sorted(unknown)}")
-    return replace(cfg, **changes)
+    return preset_with(PRESETS, name, "edge-of-stability", **overrides)
 
 
 # --------------------------------------------------------------------------- model and data

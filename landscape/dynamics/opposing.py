@@ -107,7 +107,7 @@ import math
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -119,6 +119,7 @@ from landscape.dynamics.common import (
     add_output_args,
     checked_out,
     jsonable,
+    preset_with,
     read_npz,
     result_path,
     run_to_end,
@@ -297,9 +298,7 @@ PRESET_NOTES = {
 
 def preset(name: str, **overrides) -> OpposingConfig:
     """A copy of a preset with some fields replaced (``None`` values are ignored)."""
-    if name not in PRESETS:
-        raise LandscapeError(f"unknown opposing-signals preset {name!r}; choose one of {sorted(PRESETS)}")
-    return replace(PRESETS[name], **{k: v for k, v in overrides.items() if v is not None})
+    return preset_with(PRESETS, name, "opposing-signals", **overrides)
 
 
 # --------------------------------------------------------------------------- data

@@ -62,6 +62,7 @@ from landscape.dynamics.common import (
     add_output_args,
     checked_out,
     jsonable,
+    preset_with,
     read_npz,
     result_path,
     run_to_end,
@@ -217,9 +218,7 @@ PRESET_NOTES = {
 
 def preset(name: str, **overrides) -> SpectralConfig:
     """A copy of a preset with some fields replaced (``None`` values are ignored)."""
-    if name not in PRESETS:
-        raise LandscapeError(f"unknown spectral-bias preset {name!r}; choose one of {sorted(PRESETS)}")
-    return replace(PRESETS[name], **{k: v for k, v in overrides.items() if v is not None})
+    return preset_with(PRESETS, name, "spectral-bias", **overrides)
 
 
 # --------------------------------------------------------------------------- the model
