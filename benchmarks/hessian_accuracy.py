@@ -1,4 +1,4 @@
-"""Accuracy and cost of landscape.hessian against the exact spectrum and PyHessian 0.1.
+"""Accuracy and cost of landscape.hessian.operator against the exact spectrum and PyHessian 0.1.
 
 Run: ``python benchmarks/hessian_accuracy.py [--threads 1] [--skip-large]``.
 
@@ -35,9 +35,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from landscape import hessian as hs  # noqa: E402
-from landscape.data import load_builtin  # noqa: E402
-from landscape.losses import loss  # noqa: E402
-from landscape.models import build  # noqa: E402
+from landscape.core.data import load_builtin  # noqa: E402
+from landscape.core.losses import loss  # noqa: E402
+from landscape.core.models import build  # noqa: E402
 
 
 def train_adam(model, X, y, steps=300, lr=1e-3):

@@ -56,11 +56,12 @@ def main() -> None:
                     help="also time Hutchinson (100 probes) and SLQ (4 probes x 40 steps)")
     args = ap.parse_args()
 
-    from landscape import distributed as dist
-    from landscape import presets, surface, workers
-    from landscape.device import cpu_count
-    from landscape.directions import random_plane
-    from landscape.params import Layout, flat_params
+    from landscape import presets, surface
+    from landscape.core.device import cpu_count
+    from landscape.core.params import Layout, flat_params
+    from landscape.surface import pool as workers
+    from landscape.surface import ray as dist
+    from landscape.surface.directions import random_plane
 
     cpus = args.cpus or cpu_count()
     torch.set_num_threads(1)
@@ -132,8 +133,8 @@ def main() -> None:
 
 def hessian_rows(model, data, args) -> dict:
     """Hutchinson and SLQ locally (one process, one thread) and on Ray; same seeds."""
-    from landscape import distributed as dist
     from landscape import hessian
+    from landscape.surface import ray as dist
 
     op = hessian.HessianOperator(model, data.X, data.y)
     spec = dist.HessianSpec.from_operator(op)

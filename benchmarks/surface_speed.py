@@ -32,9 +32,10 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
 
-    from landscape import presets, surface, workers
-    from landscape.device import cpu_count
-    from landscape.evaluators import ModuleEvaluator, PlaneTask
+    from landscape import presets, surface
+    from landscape.core.device import cpu_count
+    from landscape.surface import pool as workers
+    from landscape.surface.evaluators import ModuleEvaluator, PlaneTask
 
     cores = cpu_count()
     run = presets.train_preset("digits-mlp")

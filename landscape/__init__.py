@@ -4,7 +4,7 @@ The package never imports streamlit; the app in ``app.py`` and ``pages/`` is a t
 over it. Results are plain dataclasses holding numpy arrays plus a ``meta`` dict.
 """
 
-from landscape.errors import LandscapeError
+from landscape.core.errors import LandscapeError
 
 __all__ = ["LandscapeError"]
 __version__ = "0.1.0"

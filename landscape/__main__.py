@@ -1,3 +1,3 @@
-from landscape.cli import main
+from landscape.cli.main import main
 
 raise SystemExit(main())

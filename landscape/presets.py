@@ -13,10 +13,10 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from landscape import data as data_mod
-from landscape import models
-from landscape.errors import Cancelled, LandscapeError
-from landscape.train import TrainConfig, Trainer, train
+from landscape.core import data as data_mod
+from landscape.core import models
+from landscape.core.errors import Cancelled, LandscapeError
+from landscape.core.train import TrainConfig, Trainer, train
 
 
 @dataclass(frozen=True)
@@ -151,8 +151,8 @@ def train_preset(name: str, use_cache: bool = True, callback=None, cancel=None) 
     """Train a preset, or read it from the cache (model, trajectory and history).
 
     ``callback(event)`` sees every step (return True to stop early; nothing is cached then);
-    ``cancel`` (a ``threading.Event``) raises :class:`~landscape.errors.Cancelled`."""
-    from landscape import checkpoint
+    ``cancel`` (a ``threading.Event``) raises :class:`~landscape.core.errors.Cancelled`."""
+    from landscape.io import checkpoints as checkpoint
 
     p = get(name)
     model, d = make(name)

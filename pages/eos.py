@@ -6,9 +6,9 @@ import copy
 
 import streamlit as st
 
-from landscape.device import available_devices
-from landscape.dynamics import eos
-from landscape.errors import LandscapeError
+from landscape.core.device import available_devices
+from landscape.core.errors import LandscapeError
+from landscape.lessons import eos
 from ui.nav import compute_settings, ensure_app
 
 ensure_app()  # before anything is drawn: see ui/nav.py

@@ -6,8 +6,9 @@ import json
 
 import streamlit as st
 
-from landscape import hessian_plots as hp
-from landscape import presets, spectrum
+from landscape import presets
+from landscape.hessian import figures as hp
+from landscape.hessian import report as spectrum
 from ui import jobs as ui_jobs
 from ui.export import figure_exports
 from ui.nav import ensure_app

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from landscape.ui_state import LESSONS
+from ui.lessons import LESSONS
 from ui.nav import ensure_app
 
 ensure_app()  # before anything is drawn: see ui/nav.py

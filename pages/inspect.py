@@ -8,8 +8,13 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from landscape import data, hessian_plots, plots, spectrum, surface, uploads
-from landscape.errors import LandscapeError
+from landscape import surface
+from landscape.core import data
+from landscape.core.errors import LandscapeError
+from landscape.hessian import figures as hessian_plots
+from landscape.hessian import report as spectrum
+from landscape.io import uploads
+from landscape.surface import figures as plots
 from ui import jobs as ui_jobs
 from ui.export import figure_exports
 from ui.nav import ensure_app

@@ -5,11 +5,14 @@ import json
 import numpy as np
 import streamlit as st
 
-from landscape import checkpoint, data, models, plots, presets
-from landscape.device import choose_device
-from landscape.errors import LandscapeError
-from landscape.live import LiveConfig, LiveRun
-from landscape.train import TrainConfig
+from landscape import presets
+from landscape.core import data, models
+from landscape.core.device import choose_device
+from landscape.core.errors import LandscapeError
+from landscape.core.train import TrainConfig
+from landscape.io import checkpoints as checkpoint
+from landscape.surface import figures as plots
+from landscape.surface.live import LiveConfig, LiveRun
 from ui.nav import ensure_app
 
 ensure_app()  # before anything is drawn: see ui/nav.py

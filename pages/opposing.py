@@ -6,8 +6,8 @@ import dataclasses
 
 import streamlit as st
 
-from landscape.dynamics import opposing as opp
-from landscape.errors import Cancelled, LandscapeError
+from landscape.core.errors import Cancelled, LandscapeError
+from landscape.lessons import opposing as opp
 from ui.nav import compute_settings, ensure_app
 
 ensure_app()  # before anything is drawn: see ui/nav.py

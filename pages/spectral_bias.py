@@ -5,10 +5,10 @@ import dataclasses
 
 import streamlit as st
 
-from landscape.device import available_devices
-from landscape.dynamics import redshift as rs
-from landscape.dynamics import spectral_bias as sb
-from landscape.errors import Cancelled, LandscapeError
+from landscape.core.device import available_devices
+from landscape.core.errors import Cancelled, LandscapeError
+from landscape.lessons import redshift as rs
+from landscape.lessons import spectral_bias as sb
 from ui.nav import compute_settings, ensure_app
 
 ensure_app()  # before anything is drawn: see ui/nav.py

@@ -11,9 +11,12 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from landscape import distributed, plots, presets, store, surface
-from landscape.device import choose_device
-from landscape.errors import LandscapeError
+from landscape import presets, surface
+from landscape.core.device import choose_device
+from landscape.core.errors import LandscapeError
+from landscape.io import surfaces as store
+from landscape.surface import figures as plots
+from landscape.surface import ray as distributed
 from ui import jobs as ui_jobs
 from ui.export import figure_exports
 from ui.nav import ensure_app
@@ -86,7 +89,7 @@ def compute(preset_name, cfg, device_name="cpu", ray_address=None, progress=None
     dev = choose_device(device_name)
     hvecs = None
     if cfg["directions"] == "hessian":
-        from landscape.spectrum import top_directions
+        from landscape.hessian.report import top_directions
 
         hvecs = top_directions(run.model, run.data, cfg["loss"], cfg["samples"], cfg["seed"])
     res = surface.compute(run.model, run.data, surface.SurfaceConfig(**cfg),

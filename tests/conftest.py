@@ -12,21 +12,21 @@ torch.set_num_threads(1)
 @pytest.fixture(scope="session", autouse=True)
 def _stop_workers():
     yield
-    from landscape import workers
+    from landscape.surface import pool as workers
 
     workers.shutdown()
 
 
 @pytest.fixture(scope="session")
 def digits():
-    from landscape import data
+    from landscape.core import data
 
     return data.load_builtin("digits")
 
 
 @pytest.fixture(scope="session")
 def small_digits():
-    from landscape import data
+    from landscape.core import data
 
     return data.load_builtin("digits", n=300, seed=1)
 
@@ -34,8 +34,8 @@ def small_digits():
 @pytest.fixture(scope="session")
 def trained_mlp(small_digits):
     """A small MLP trained briefly on 300 digits (a real, non-trivial landscape)."""
-    from landscape import models
-    from landscape.train import TrainConfig, train
+    from landscape.core import models
+    from landscape.core.train import TrainConfig, train
 
     m = models.build({"name": "mlp", "args": {"in_dim": 64, "out_dim": 10, "widths": [32, 32]}},
                      seed=0)

@@ -30,7 +30,7 @@ def test_home_lists_lessons_that_link_to_pages():
     at.run()
     assert not at.exception
     assert at.title[0].value == "landscape"
-    from landscape.ui_state import LESSONS
+    from ui.lessons import LESSONS
 
     links = at.get("page_link")
     assert len(links) == len(LESSONS) >= 10
@@ -170,7 +170,7 @@ def test_surface_page_hessian_directions():
 def test_every_lesson_link_sets_valid_widget_values():
     """A lesson's query parameters must be values its page accepts (invalid ones are
     silently dropped by Streamlit, which would open the wrong view)."""
-    from landscape.ui_state import LESSONS
+    from ui.lessons import LESSONS
 
     pages = {"live": "pages/live.py", "surface": "pages/surface.py",
              "spectral": "pages/spectral_bias.py", "opposing": "pages/opposing.py",

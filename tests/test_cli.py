@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from landscape import models
-from landscape.cli import main
+from landscape.cli.main import main
+from landscape.core import models
 
 MLP3 = json.dumps({"name": "mlp", "args": {"in_dim": 64, "out_dim": 3, "widths": [8]}})
 
@@ -170,7 +170,7 @@ def test_hessian_command_json_keys_and_hessian_directions(capsys, trained, tmp_p
 
 def test_downloaded_model_without_sidecar_loads_in_the_cli(capsys, tmp_path):
     """The app's download is one self-contained .safetensors (sidecar embedded)."""
-    from landscape import checkpoint
+    from landscape.io import checkpoints as checkpoint
 
     m = models.build({"name": "mlp", "args": {"in_dim": 2, "out_dim": 2, "widths": [8]}}, seed=0)
     (tmp_path / "dl.safetensors").write_bytes(checkpoint.to_bytes(m, data="moons"))

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from landscape import data
-from landscape.errors import LandscapeError
+from landscape.core import data
+from landscape.core.errors import LandscapeError
 
 
 @pytest.mark.parametrize("name", data.BUILTIN)

@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 import torch
 
-from landscape import directions as dirs
-from landscape import models
-from landscape.errors import LandscapeError
-from landscape.params import Layout, flat_params
+from landscape.core import models
+from landscape.core.errors import LandscapeError
+from landscape.core.params import Layout, flat_params
+from landscape.surface import directions as dirs
 
 CNN_BN = {"name": "cnn", "args": {"channels": [4, 8], "batchnorm": True}}
 MLP = {"name": "mlp", "args": {"in_dim": 64, "out_dim": 10, "widths": [32, 16]}}

@@ -1,4 +1,4 @@
-"""Surfaces and Hessian spectra on Ray (landscape.distributed), against a local Ray with two
+"""Surfaces and Hessian spectra on Ray (landscape.surface.ray), against a local Ray with two
 CPUs started once for the module (Ray itself takes about 10 s to start on 2 cores and each
 worker about 5 s to import torch, so everything shares one instance)."""
 
@@ -11,12 +11,12 @@ import pytest
 import ray  # the `distributed` extra, part of the `test` extra
 import torch
 
-from landscape import distributed as dist
 from landscape import hessian, surface
-from landscape.directions import random_plane
-from landscape.errors import Cancelled, LandscapeError
-from landscape.evaluators import build_evaluator
-from landscape.params import Layout, flat_params
+from landscape.core.errors import Cancelled, LandscapeError
+from landscape.core.params import Layout, flat_params
+from landscape.surface import ray as dist
+from landscape.surface.directions import random_plane
+from landscape.surface.evaluators import build_evaluator
 
 
 @pytest.fixture(scope="module")
@@ -238,8 +238,9 @@ def test_hessian_cancel_and_bad_input_come_back_as_themselves(cluster, op, small
 def test_cli_surface_on_ray_equals_the_local_run(cluster, tmp_path, capsys):
     import json
 
-    from landscape import checkpoint, data, models
-    from landscape.cli import main
+    from landscape.cli.main import main
+    from landscape.core import data, models
+    from landscape.io import checkpoints as checkpoint
 
     m = models.build({"name": "mlp", "args": {"in_dim": 2, "out_dim": 2, "widths": [8]}}, seed=0)
     (tmp_path / "m.safetensors").write_bytes(checkpoint.to_bytes(m, data="moons"))
@@ -250,7 +251,7 @@ def test_cli_surface_on_ray_equals_the_local_run(cluster, tmp_path, capsys):
     assert main(args + ["--ray", "--out", str(tmp_path / "s.npz")]) == 0
     remote = json.loads(capsys.readouterr().out)
     assert remote["method"] == local["method"] and remote["shape"] == [5, 7]
-    from landscape import store
+    from landscape.io import surfaces as store
 
     res = store.load(tmp_path / "s.npz")
     assert res.meta["backend"] == "ray"

@@ -13,9 +13,9 @@ import pytest
 import torch
 from torch import nn
 
-from landscape.data import from_arrays
-from landscape.dynamics import eos
-from landscape.errors import LandscapeError
+from landscape.core.data import from_arrays
+from landscape.core.errors import LandscapeError
+from landscape.lessons import eos
 
 torch.set_num_threads(1)
 
@@ -157,7 +157,7 @@ def test_training_loop_is_stable_exactly_below_its_threshold(optimizer):
 # --------------------------------------------------------------------------- against dense Hessians
 
 def _tiny(activation="tanh", seed=0):
-    from landscape import models
+    from landscape.core import models
 
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((40, 5))
@@ -171,7 +171,7 @@ def _dense(model, data, theta, loss="mse"):
     """Exact Hessian [P, P] and gradient [P] of the full-batch loss at theta (float64)."""
     from torch.func import functional_call
 
-    from landscape import losses
+    from landscape.core import losses
 
     m = model.double()
     names = [n for n, _ in m.named_parameters()]
@@ -332,7 +332,7 @@ def test_save_and_load_round_trip(tmp_path, fast_run):
 
 
 def test_hessian_labels():
-    from landscape import models
+    from landscape.core import models
 
     relu = models.build({"name": "mlp", "args": {"activation": "relu"}})
     tanh = models.build({"name": "mlp", "args": {"activation": "tanh"}})

@@ -1,4 +1,4 @@
-"""Tests of landscape.hessian against ground truth: exact Hessians of tiny float64 models
+"""Tests of landscape.hessian.operator against ground truth: exact Hessians of tiny float64 models
 (``torch.func.hessian``, dense ``eigvalsh``), analytic quadratics, and the outlier recipes of
 DESIGN.md 3.3."""
 
@@ -15,10 +15,10 @@ from torch import nn
 from torch.func import functional_call
 
 from landscape import hessian as hs
-from landscape.data import load_builtin
-from landscape.errors import Cancelled, LandscapeError
-from landscape.losses import loss
-from landscape.models import build
+from landscape.core.data import load_builtin
+from landscape.core.errors import Cancelled, LandscapeError
+from landscape.core.losses import loss
+from landscape.core.models import build
 
 # torch.func.hessian (the ground truth) loads forward-AD decompositions via torch.jit.script
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")

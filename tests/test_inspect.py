@@ -11,8 +11,9 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from landscape import data, models, uploads
-from landscape.errors import LandscapeError
+from landscape.core import data, models
+from landscape.core.errors import LandscapeError
+from landscape.io import uploads
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "assets" / "examples" / "digits-cnn-bn.pt2"
@@ -97,7 +98,7 @@ def test_empty_and_truncated_uploads_give_one_line_errors(name, raw, needle):
 
 def test_three_outputs_for_ten_classes_is_refused_before_computing():
     m = models.build(MLP3, seed=0)
-    from landscape import checkpoint
+    from landscape.io import checkpoints as checkpoint
 
     raw = checkpoint.to_bytes(m, data="digits")
     at = page()
@@ -120,8 +121,8 @@ def test_wrong_architecture_state_dict_names_the_keys():
 
 
 def test_uploaded_data_and_a_second_model_for_interpolation(tmp_path):
-    from landscape import checkpoint
-    from landscape.train import TrainConfig, train
+    from landscape.core.train import TrainConfig, train
+    from landscape.io import checkpoints as checkpoint
 
     d = data.load_builtin("moons", n=200)
     spec = {"name": "mlp", "args": {"in_dim": 2, "out_dim": 2, "widths": [16]}}
@@ -157,7 +158,7 @@ def test_upload_helpers_refuse_wrong_types_and_sizes():
 def test_pt2_with_compiled_code_is_refused_before_loading(tmp_path):
     import zipfile
 
-    from landscape import checkpoint
+    from landscape.io import checkpoints as checkpoint
 
     evil = tmp_path / "aoti.pt2"
     with zipfile.ZipFile(EXAMPLE) as src, zipfile.ZipFile(evil, "w") as dst:

@@ -3,8 +3,8 @@ import json
 import pytest
 import torch
 
-from landscape import models
-from landscape.errors import LandscapeError
+from landscape.core import models
+from landscape.core.errors import LandscapeError
 
 SPECS = [
     {"name": "mlp", "args": {"in_dim": 64, "out_dim": 10, "widths": [16, 16], "activation": "gelu"}},

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from landscape.dynamics import opposing as opp
-from landscape.errors import Cancelled, LandscapeError
+from landscape.core.errors import Cancelled, LandscapeError
+from landscape.lessons import opposing as opp
 
 torch.set_num_threads(1)
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from landscape.dynamics import redshift as rs
-from landscape.dynamics import spectral_bias as sb
-from landscape.errors import LandscapeError
+from landscape.core.errors import LandscapeError
+from landscape.lessons import redshift as rs
+from landscape.lessons import spectral_bias as sb
 
 torch.set_num_threads(1)
 

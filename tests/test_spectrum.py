@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from landscape import data, models, spectrum
-from landscape.errors import Cancelled, LandscapeError
-from landscape.params import Layout, flat_params
-from landscape.train import TrainConfig, train
+from landscape.core import data, models
+from landscape.core.errors import Cancelled, LandscapeError
+from landscape.core.params import Layout, flat_params
+from landscape.core.train import TrainConfig, train
+from landscape.hessian import report as spectrum
 
 
 @pytest.fixture(scope="module")

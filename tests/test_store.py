@@ -2,8 +2,9 @@ import h5py
 import numpy as np
 import pytest
 
-from landscape import store, surface
-from landscape.errors import LandscapeError
+from landscape import surface
+from landscape.core.errors import LandscapeError
+from landscape.io import surfaces as store
 
 
 @pytest.fixture(scope="module")

@@ -6,11 +6,12 @@ import pytest
 import torch
 from torch.func import functional_call
 
-from landscape import data, models, surface
-from landscape import directions as dirs
-from landscape.errors import Cancelled, LandscapeError
-from landscape.evaluators import PlaneTask, evaluate_points_vmap
-from landscape.params import Layout, flat_params
+from landscape import surface
+from landscape.core import data, models
+from landscape.core.errors import Cancelled, LandscapeError
+from landscape.core.params import Layout, flat_params
+from landscape.surface import directions as dirs
+from landscape.surface.evaluators import PlaneTask, evaluate_points_vmap
 
 CNN_BN = {"name": "cnn", "args": {"channels": [4, 8], "batchnorm": True}}
 
@@ -95,7 +96,7 @@ def test_one_dimensional_slice(trained_mlp, small_digits):
 
 
 def test_interpolation_ends_are_the_two_models(small_digits):
-    from landscape.train import TrainConfig, train
+    from landscape.core.train import TrainConfig, train
 
     spec = {"name": "mlp", "args": {"in_dim": 64, "out_dim": 10, "widths": [16]}}
     a = train(models.build(spec, seed=0), small_digits, TrainConfig("adam", lr=1e-2, steps=30))
@@ -123,8 +124,8 @@ def test_pca_surface_carries_the_trajectory(trained_mlp, small_digits):
 
 
 def test_exported_batchnorm_cnn_gives_the_same_centre(tmp_path, small_digits):
-    from landscape import checkpoint
-    from landscape.train import TrainConfig, train
+    from landscape.core.train import TrainConfig, train
+    from landscape.io import checkpoints as checkpoint
 
     tr = train(models.build(CNN_BN, seed=0), small_digits, TrainConfig("adam", lr=1e-2, steps=15))
     m = tr.model.eval()
@@ -234,7 +235,7 @@ def test_mlp_row_cache_gives_the_same_values_in_any_order(trained_mlp, small_dig
     m = trained_mlp.model
     lay, w = Layout.of(m), flat_params(m)
     dx, dy = dirs.random_plane(w, lay, seed=4)
-    from landscape.evaluators import MLPEvaluator
+    from landscape.surface.evaluators import MLPEvaluator
 
     ev = MLPEvaluator(PlaneTask(m, w, dx, dy, small_digits.X, small_digits.y))
     pts = [(0.5, 0.25), (-0.5, 0.25), (0.5, -1.0), (0.0, 0.0), (0.5, 0.25)]
@@ -247,7 +248,7 @@ def test_mlp_row_cache_gives_the_same_values_in_any_order(trained_mlp, small_dig
 def test_fast_path_only_for_plain_alternating_stacks(small_digits):
     from torch import nn
 
-    from landscape.evaluators import is_fast_mlp
+    from landscape.surface.evaluators import is_fast_mlp
 
     two_acts = nn.Sequential(nn.Linear(64, 8), nn.Tanh(), nn.ReLU(), nn.Linear(8, 10))
     shared = nn.Linear(10, 10)

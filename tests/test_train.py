@@ -1,10 +1,11 @@
 import pytest
 import torch
 
-from landscape import data, models, presets
-from landscape.errors import LandscapeError
-from landscape.params import flat_params
-from landscape.train import TrainConfig, Trainer, train
+from landscape import presets
+from landscape.core import data, models
+from landscape.core.errors import LandscapeError
+from landscape.core.params import flat_params
+from landscape.core.train import TrainConfig, Trainer, train
 
 MLP = {"name": "mlp", "args": {"in_dim": 64, "out_dim": 10, "widths": [16]}}
 

@@ -5,7 +5,7 @@ with Cancel; keep finished results per settings for the session.
     if result is None:
         st.stop()   # still running (the progress panel is drawn), failed, or cancelled
 
-``compute(*args, progress=..., cancel=...)`` runs in a :class:`landscape.jobs.BackgroundJob`;
+``compute(*args, progress=..., cancel=...)`` runs in a :class:`landscape.core.jobs.BackgroundJob`;
 a ``st.fragment`` polls it while it runs and reruns the page when it ends. Changing the
 settings (a new ``key``) cancels the old job. ``preview(status)``, if given, draws the
 partial result inside the progress panel (e.g. a coarse-to-fine surface).
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from landscape.jobs import BackgroundJob
+from landscape.core.jobs import BackgroundJob
 
 
 def keyed_result(name: str, key: str, fn, *args, preview=None, what=None, **kwargs):

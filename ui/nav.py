@@ -28,7 +28,7 @@ def compute_settings() -> tuple[int, str | None]:
     """The sidebar's CPU threads and device for a page's computation: one thread when the
     page runs on its own (small models on a few cores are fastest that way), and no device
     (the preset's own) when the chosen one is not on this machine."""
-    from landscape.device import available_devices
+    from landscape.core.device import available_devices
 
     threads = int(st.session_state.get("threads", 1))
     device = st.session_state.get("device")

@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from landscape import checkpoint, data, models
-from landscape.train import TrainConfig, train
+from landscape.core import data, models
+from landscape.core.train import TrainConfig, train
+from landscape.io import checkpoints as checkpoint
 
 HERE = Path(__file__).resolve().parent
 

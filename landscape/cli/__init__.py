@@ -1,0 +1,3 @@
+"""The ``landscape`` command."""
+
+from landscape.cli.main import main  # noqa: F401

@@ -1,1 +1,0 @@
-"""Training-dynamics recipes: spectral bias, Neural Redshift (more to come: eos, opposing)."""

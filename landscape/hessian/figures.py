@@ -1,0 +1,105 @@
+"""Figure builders for Hessian results (pure: results in, plotly Figures out).
+
+Eigenvalues are in loss units per squared parameter unit; densities in eigenvalues per
+unit eigenvalue (normalised to integrate to 1).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+
+from landscape.hessian.report import SpectrumReport, TrainingSpectra
+
+EIG_UNIT = "eigenvalue (loss / parameter²)"
+
+
+def density(rep: SpectrumReport, title: str | None = None) -> go.Figure:
+    """SLQ density on a log y-axis; outlier eigenvalues marked and counted."""
+    d = rep.density
+    fig = go.Figure(go.Scatter(x=d.grid, y=np.maximum(d.density, 1e-12), mode="lines",
+                               name="density (SLQ)", fill="tozeroy"))
+    n_out = 0
+    if rep.split is not None and rep.split.n_outliers:
+        n_out = rep.split.n_outliers
+        for i, lam in enumerate(rep.eig.eigenvalues[:n_out]):
+            fig.add_vline(x=float(lam), line={"color": "crimson", "dash": "dash"},
+                          annotation_text=f"λ{i + 1}" if i < 6 else None)
+    count = f"{n_out} outlier{'s' if n_out != 1 else ''}" if rep.split is not None else \
+        "outliers not computed"
+    fig.update_layout(title=title or f"Eigenvalue density: bulk and {count} "
+                                     f"(σ = {d.sigma:.2g})",
+                      xaxis_title=EIG_UNIT, yaxis_title="density (per unit eigenvalue)",
+                      yaxis_type="log")
+    return fig
+
+
+def top_eigenvalues(rep: SpectrumReport, title: str | None = None) -> go.Figure:
+    """Top eigenvalues as bars (outliers in red), residuals ||Hu - λu|| in the hover."""
+    vals = rep.eig.eigenvalues
+    n_out = rep.split.n_outliers if rep.split is not None else 0
+    colors = ["crimson" if i < n_out else "steelblue" for i in range(len(vals))]
+    res = rep.eig.residuals
+    text = [f"residual {r:.1e}" if np.isfinite(r) else "residual not reported" for r in res]
+    fig = go.Figure(go.Bar(x=[f"λ{i + 1}" for i in range(len(vals))], y=vals,
+                           marker_color=colors, text=text, textposition="outside",
+                           hovertemplate="%{x} = %{y:.5g}<br>%{text}<extra></extra>"))
+    worst = np.nanmax(res) if np.isfinite(res).any() else float("nan")
+    fig.update_layout(title=title or f"Top eigenvalues ({rep.meta.get('backend')}; max "
+                                     f"residual {worst:.1e})",
+                      xaxis_title="eigenvalue index", yaxis_title=EIG_UNIT)
+    return fig
+
+
+def overlaps(rep: SpectrumReport, title: str | None = None) -> go.Figure:
+    """rho_i = ||Q^T u_i||^2, each eigenvector's overlap with the class-mean gradients."""
+    rho = rep.split.rho
+    fig = go.Figure(go.Bar(x=[f"u{i + 1}" for i in range(len(rho))], y=rho,
+                           marker_color=["crimson" if i < rep.split.n_outliers else "steelblue"
+                                         for i in range(len(rho))]))
+    fig.add_hline(y=0.5, line={"dash": "dash"}, annotation_text="outlier run: ρ ≥ 0.5")
+    fig.add_hline(y=0.1, line={"dash": "dot"}, annotation_text="clean bulk: ρ < 0.1")
+    fig.update_layout(title=title or f"Overlap with the class-mean gradients: "
+                                     f"{rep.split.verdict}",
+                      xaxis_title="eigenvector", yaxis_title="ρ (fraction of the eigenvector)",
+                      yaxis_range=[0, 1.05])
+    return fig
+
+
+def trace(rep: SpectrumReport, title: str | None = None) -> go.Figure:
+    """The trace estimate with ±2 standard errors."""
+    t = rep.trace
+    fig = go.Figure(go.Bar(x=[t.method], y=[t.trace],
+                           error_y={"type": "data", "array": [2 * t.stderr], "visible": True}))
+    fig.update_layout(title=title or f"Trace = {t.trace:.4g} ± {2 * t.stderr:.2g} "
+                                     f"(2 s.e., {t.hvps} HVPs)",
+                      xaxis_title="estimator", yaxis_title="trace (loss / parameter²)")
+    return fig
+
+
+def per_layer(rep: SpectrumReport, title: str | None = None) -> go.Figure:
+    """Top eigenvalue and trace of each parameter tensor's diagonal Hessian block."""
+    lay = rep.layers
+    fig = go.Figure([
+        go.Bar(x=lay.names, y=lay.top_eigenvalue, name="top eigenvalue"),
+        go.Bar(x=lay.names, y=lay.trace, name="trace",
+               error_y={"type": "data", "array": 2 * lay.trace_stderr, "visible": True}),
+    ])
+    fig.update_layout(title=title or "Per-layer curvature (diagonal blocks of H)",
+                      barmode="group", xaxis_title="parameter tensor", yaxis_title=EIG_UNIT,
+                      yaxis_type="log")
+    return fig
+
+
+def over_training(ts: TrainingSpectra, title: str | None = None) -> go.Figure:
+    """Densities at a few snapshots (initialisation, middle, end), log y-axis."""
+    fig = go.Figure()
+    for step, d, top in zip(ts.steps, ts.densities, ts.top):
+        if d is None:
+            continue
+        fig.add_trace(go.Scatter(x=d.grid, y=np.maximum(d.density, 1e-12), mode="lines",
+                                 name=f"step {step} (λ1 = {top[0]:.3g})"))
+    fig.update_layout(title=title or "How the spectrum changed during training",
+                      xaxis_title=EIG_UNIT, yaxis_title="density (per unit eigenvalue)",
+                      yaxis_type="log")
+    return fig

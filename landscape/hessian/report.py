@@ -1,0 +1,177 @@
+"""One Hessian report for one model and data set: what the Hessian page and CLI show.
+
+``compute_report`` runs, on one :class:`~landscape.hessian.operator.HessianOperator` (the gradient
+graph built once):
+
+1. the top ``2C + 5`` eigenpairs by Lanczos and the bulk/outlier split (classification), or
+   the top ``k`` (regression, or ``outliers=False``);
+2. the trace (Hutch++ by default, with its standard error);
+3. the eigenvalue density by stochastic Lanczos quadrature (optional);
+4. per-layer top eigenvalue and trace (optional);
+5. the most negative eigenvalue (optional; slow to converge inside the bulk, so its residual
+   is reported with it).
+
+With ``backend="pyhessian"`` steps 1 and 2 use PyHessian 0.1's power iteration and its
+early-stopping Hutchinson instead (the reference the field uses; no residuals, no outlier
+split, no density: its ``density()`` calls the removed ``torch.eig``).
+
+``spectrum_over_training`` repeats the top eigenvalues and density at a few trajectory
+snapshots (initialisation, middle, end) by moving the same operator to each point.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from landscape import hessian as hs
+from landscape.core.data import Dataset
+from landscape.core.errors import LandscapeError
+
+BACKENDS = ("landscape", "pyhessian")
+DTYPES = {"float64": torch.float64, "float32": torch.float32}
+
+
+@dataclass
+class SpectrumReport:
+    eig: hs.EigenResult
+    trace: hs.TraceResult | None
+    split: hs.OutlierResult | None = None
+    density: hs.DensityResult | None = None
+    layers: hs.LayerResult | None = None
+    smallest: hs.EigenResult | None = None
+    meta: dict = field(default_factory=dict)
+
+
+def _progress(progress, stage: int, stages: int, name: str):
+    """Map an algorithm's (done, total) onto the report's overall progress."""
+    if progress is None:
+        return None
+
+    def report(done, total):
+        frac = min(1.0, done / total) if total else 0.0
+        progress(int(1000 * (stage + frac)), 1000 * stages, name)
+
+    return report
+
+
+def compute_report(model, data: Dataset, loss: str, *, top_k: int = 5, outliers: bool = True,
+                   trace: str = "hutchpp", probes: int = 60, density: bool = True,
+                   layers: bool = False, smallest: bool = False, backend: str = "landscape",
+                   dtype: str = "float64",
+                   samples: int | None = None, seed: int = 0, progress=None,
+                   cancel=None) -> SpectrumReport:
+    """The Hessian report of ``model`` on ``data`` (a fixed subset of ``samples`` examples
+    when given). ``progress(done, total, stage_name)`` and ``cancel`` as in
+    :mod:`landscape.core.jobs`."""
+    if backend not in BACKENDS:
+        raise LandscapeError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
+    if dtype not in DTYPES:
+        raise LandscapeError(f"dtype must be one of {sorted(DTYPES)}")
+    if top_k < 1 or probes < 1:
+        raise LandscapeError("top-k and probes must be at least 1")
+    t0 = time.perf_counter()
+    sub = data.subset(samples, seed)
+    meta = {"backend": backend, "n_examples": sub.n, "dtype": dtype, "loss": loss}
+    if backend == "pyhessian":
+        stages = 2
+        if progress:
+            progress(0, stages, "PyHessian: top eigenvalues (power iteration)")
+        eig = hs.pyhessian_top_eigenvalues(model, sub.X, sub.y, loss, k=top_k,
+                                           dtype=DTYPES[dtype], seed=seed)
+        if cancel is not None and cancel.is_set():
+            from landscape.core.errors import Cancelled
+
+            raise Cancelled("cancelled")
+        if progress:
+            progress(1, stages, "PyHessian: trace (early-stopping Hutchinson)")
+        tr = hs.pyhessian_trace(model, sub.X, sub.y, loss, dtype=DTYPES[dtype], seed=seed)
+        meta.update(hvps=eig.hvps + tr.hvps, n_params=eig.eigenvectors.shape[1],
+                    seconds=time.perf_counter() - t0)
+        return SpectrumReport(eig, tr, meta=meta)
+
+    op = hs.HessianOperator(model, sub.X, sub.y, loss, dtype=DTYPES[dtype])
+    stages = 1 + (trace != "none") + bool(density) + bool(layers)
+    stage = 0
+    split = None
+    if outliers and sub.is_classification:
+        split, eig = hs.bulk_and_outliers(op, progress=_progress(progress, stage, stages,
+                                                                 "top eigenpairs (Lanczos)"),
+                                          cancel=cancel)
+    else:
+        eig = hs.top_eigenpairs(op, k=top_k, progress=_progress(
+            progress, stage, stages, "top eigenpairs (Lanczos)"), cancel=cancel)
+    stage += 1
+    tr = None
+    if trace != "none":
+        fn = hs.hutchpp_trace if trace == "hutchpp" else hs.hutchinson_trace
+        tr = fn(op, probes=probes, seed=seed,
+                progress=_progress(progress, stage, stages, f"trace ({trace})"), cancel=cancel)
+        stage += 1
+    den = None
+    if density:
+        den = hs.slq_density(op, seed=seed, progress=_progress(
+            progress, stage, stages, "density (stochastic Lanczos quadrature)"), cancel=cancel)
+        stage += 1
+    lay = None
+    if layers:
+        lay = hs.layer_spectra(op, seed=seed, progress=_progress(
+            progress, stage, stages, "per-layer spectra"), cancel=cancel)
+    low = hs.smallest_eigenvalue(op, seed=seed, cancel=cancel) if smallest else None
+    meta.update(hvps=op.hvps, n_params=op.n_params, loss_value=op.loss_value,
+                seconds=time.perf_counter() - t0)
+    return SpectrumReport(eig, tr, split, den, lay, low, meta)
+
+
+@dataclass
+class TrainingSpectra:
+    """Top eigenvalues [S, k] and densities at snapshot ``steps`` [S]."""
+
+    steps: np.ndarray
+    top: np.ndarray
+    densities: list
+    meta: dict = field(default_factory=dict)
+
+
+def pick_snapshots(steps, n: int = 3) -> list[int]:
+    """Indices of ``n`` snapshots spread over a trajectory: first, ..., last."""
+    T = len(steps)
+    if T == 0:
+        raise LandscapeError("the trajectory is empty")
+    return sorted({int(round(i)) for i in np.linspace(0, T - 1, min(n, T))})
+
+
+def spectrum_over_training(model, data: Dataset, loss: str, trajectory, *, n: int = 3,
+                           top_k: int = 5, density: bool = True, samples: int | None = None,
+                           seed: int = 0, progress=None, cancel=None) -> TrainingSpectra:
+    """Top eigenvalues (and densities) at ``n`` snapshots of ``trajectory = (steps,
+    snapshots [T, P])``: how the spectrum changed during training."""
+    steps, snaps = trajectory
+    idx = pick_snapshots(steps, n)
+    sub = data.subset(samples, seed)
+    op = hs.HessianOperator(model, sub.X, sub.y, loss)
+    tops, dens = [], []
+    v0 = None
+    for k, i in enumerate(idx):
+        op.set_point(torch.as_tensor(np.asarray(snaps[i]), dtype=torch.float64))
+        e = hs.top_eigenpairs(op, k=top_k, v0=v0, cancel=cancel)
+        v0 = e.warm_start
+        tops.append(e.eigenvalues)
+        dens.append(hs.slq_density(op, seed=seed, cancel=cancel) if density else None)
+        if progress is not None:
+            progress(k + 1, len(idx), f"snapshot at step {int(steps[i])}")
+    return TrainingSpectra(np.asarray([int(steps[i]) for i in idx]), np.asarray(tops), dens,
+                           {"hvps": op.hvps, "n_examples": sub.n})
+
+
+def top_directions(model, data: Dataset, loss: str, samples: int | None = None,
+                   seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[float]]:
+    """The top two Hessian eigenvectors (unit, [P] each) and their eigenvalues: the axes
+    of a surface along the sharpest directions."""
+    sub = data.subset(samples, seed)
+    op = hs.HessianOperator(model, sub.X, sub.y, loss)
+    e = hs.top_eigenpairs(op, k=2)
+    return e.eigenvectors[0], e.eigenvectors[1], e.eigenvalues.tolist()

@@ -1,0 +1,276 @@
+"""Loss and accuracy at points ``w + a*dx + b*dy`` of a parameter plane: the hot path.
+
+Each point of a loss surface costs one forward pass over the evaluation data. Three
+strategies, chosen by measurement (see DESIGN.md section 4 and ``benchmarks/``):
+
+- :class:`MLPEvaluator` (CPU, ``nn.Sequential`` of ``Linear`` + elementwise activations):
+  a hand-written forward with every buffer allocated once and in-place ops, a fused
+  log-sum-exp cross-entropy, and the first-layer factorisation
+  ``X (W + a Dx + b Dy)^T = XW^T + a XDx^T + b XDy^T`` (three products once per plane,
+  one axpy per point).
+- :class:`ModuleEvaluator` (any module, e.g. CNNs, exported programs): one private copy
+  of the model whose parameters are overwritten in place at each point
+  (``p <- w + a dx + b dy``), never a copy per point. Optionally recomputes BatchNorm
+  running statistics at every point (one train-mode pass over the data, cumulative
+  average), as in the mode-connectivity work.
+- :func:`evaluate_points_vmap` (GPU): many points at once with ``torch.func.vmap`` over
+  stacked parameter sets, because tiny per-point kernels are launch-bound on a GPU.
+
+An evaluator is built from a picklable :class:`PlaneTask`, so worker processes build the
+same evaluator as the local path and results are identical.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from landscape.core import losses
+
+FAST_ACTS = (nn.ReLU, nn.Tanh, nn.GELU, nn.Identity)
+
+
+@dataclass
+class PlaneTask:
+    """Everything needed to evaluate points of one plane (picklable).
+
+    ``w``, ``dx``, ``dy``: flat ``[P]`` in the model's parameter order (``dy`` may be all
+    zero for a 1-D slice); ``X`` [N, ...], ``y`` [N]; ``bn_data`` the inputs used to
+    recompute BatchNorm statistics when ``bn == "recompute"``."""
+
+    model: nn.Module
+    w: torch.Tensor
+    dx: torch.Tensor
+    dy: torch.Tensor
+    X: torch.Tensor
+    y: torch.Tensor
+    loss: str = "cross_entropy"
+    bn: str = "keep"
+    bn_data: torch.Tensor | None = None
+    method: str = "auto"
+
+
+def is_fast_mlp(model: nn.Module) -> bool:
+    """True for an ``nn.Sequential`` of distinct ``Linear`` layers, each followed by at most
+    one elementwise activation, starting and ending with ``Linear``."""
+    if type(model) is not nn.Sequential or len(model) == 0:
+        return False
+    mods = list(model)
+    if not isinstance(mods[0], nn.Linear) or not isinstance(mods[-1], nn.Linear):
+        return False
+    if len({id(m) for m in mods}) != len(mods):  # a module used twice (tied weights)
+        return False
+    for prev, m in zip(mods, mods[1:]):
+        if not isinstance(prev, nn.Linear) and not isinstance(m, nn.Linear):
+            return False  # two activations in a row: the fast forward applies one
+    for m in mods:
+        if not isinstance(m, (nn.Linear, *FAST_ACTS)):
+            return False
+        if isinstance(m, nn.GELU) and m.approximate != "none":
+            return False
+    return all(p.requires_grad for p in model.parameters())
+
+
+def build_evaluator(task: PlaneTask):
+    """The evaluator for a task: the MLP fast path when it applies, else the generic one."""
+    method = task.method
+    if method == "auto":
+        method = "mlp" if (is_fast_mlp(task.model) and task.X.dim() == 2
+                           and task.X.device.type == "cpu") else "module"
+    if method == "mlp":
+        return MLPEvaluator(task)
+    return ModuleEvaluator(task)
+
+
+class ModuleEvaluator:
+    """Generic per-point evaluation on one private copy of the model."""
+
+    name = "module"
+
+    def __init__(self, task: PlaneTask):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            self.model = copy.deepcopy(task.model)
+        self.model.eval()
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        for p in self.params:
+            p.requires_grad_(False)
+        self.views = []
+        start = 0
+        for p in self.params:
+            k = p.numel()
+            sl = slice(start, start + k)
+            self.views.append((task.w[sl].view_as(p), task.dx[sl].view_as(p),
+                               task.dy[sl].view_as(p), bool(task.dy[sl].any())))
+            start += k
+        self.X, self.y, self.loss = task.X, task.y, task.loss
+        self.bn = task.bn
+        self.bn_data = task.bn_data if task.bn_data is not None else task.X
+        self.bn_modules = [m for m in self.model.modules()
+                           if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+    @torch.no_grad()
+    def set_point(self, a: float, b: float) -> None:
+        for p, (w, dx, dy, has_dy) in zip(self.params, self.views):
+            torch.add(w, dx, alpha=a, out=p.data)
+            if has_dy and b != 0.0:
+                p.data.add_(dy, alpha=b)
+        if self.bn == "recompute" and self.bn_modules:
+            self._recompute_bn()
+
+    @torch.no_grad()
+    def _recompute_bn(self, batch: int = 512) -> None:
+        saved = [(m.momentum, m.training) for m in self.bn_modules]
+        for m in self.bn_modules:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over the pass
+            m.train()
+        for i in range(0, self.bn_data.shape[0], batch):
+            self.model(self.bn_data[i:i + batch])
+        for m, (mom, _) in zip(self.bn_modules, saved):
+            m.momentum = mom
+            m.eval()
+
+    @torch.no_grad()
+    def __call__(self, a: float, b: float = 0.0) -> tuple[float, float]:
+        self.set_point(a, b)
+        out = self.model(self.X)
+        return losses.loss(out, self.y, self.loss).item(), losses.accuracy(out, self.y)
+
+
+class MLPEvaluator:
+    """Hand-written forward for ``Linear``/activation stacks with buffers allocated once."""
+
+    name = "mlp"
+
+    def __init__(self, task: PlaneTask):
+        mods = list(task.model)
+        X = task.X.to(task.w.dtype)
+        self.loss = task.loss
+        self.y = task.y
+        self.y_col = task.y.view(-1, 1).long() if not task.y.is_floating_point() else None
+        self.n = X.shape[0]
+        start = 0
+        layers = []  # (W, dWx, dWy, b, dbx, dby) views, act
+        pending = None
+        for m in mods:
+            if isinstance(m, nn.Linear):
+                out_f, in_f = m.weight.shape
+                sw = slice(start, start + out_f * in_f)
+                start += out_f * in_f
+                W = [t[sw].view(out_f, in_f) for t in (task.w, task.dx, task.dy)]
+                if m.bias is not None:
+                    sb = slice(start, start + out_f)
+                    start += out_f
+                    B = [t[sb] for t in (task.w, task.dx, task.dy)]
+                else:
+                    B = [torch.zeros(out_f, dtype=task.w.dtype)] * 3
+                pending = {"W": W, "B": B, "act": None}
+                layers.append(pending)
+            else:
+                pending["act"] = m
+        self.layers = layers
+        # First-layer factorisation: three products per plane.
+        W0, Dx0, Dy0 = layers[0]["W"]
+        b0, dbx0, dby0 = layers[0]["B"]
+        self.XW = torch.addmm(b0, X, W0.T)
+        self.XDx = torch.addmm(dbx0, X, Dx0.T)
+        self.XDy = torch.addmm(dby0, X, Dy0.T)
+        self.has_dy = bool(task.dy.any())
+        # Row cache: XWb = XW + b XDy for the last b, so points of one grid row cost one axpy.
+        self.XWb = self.XW.clone()
+        self._b = 0.0
+        self.h = [torch.empty(self.n, L["W"][0].shape[0], dtype=X.dtype) for L in layers]
+        self.Wbuf = [torch.empty_like(L["W"][0]) for L in layers]
+        self.Bbuf = [torch.empty_like(L["B"][0]) for L in layers]
+        self.bias_moves = [bool(L["B"][1].any() or L["B"][2].any()) for L in layers]
+        self.mx = torch.empty(self.n, dtype=X.dtype)
+        self.tmp = torch.empty(self.n, layers[-1]["W"][0].shape[0], dtype=X.dtype)
+
+    @staticmethod
+    def _act_(m, h):
+        if m is None or isinstance(m, nn.Identity):
+            return
+        if isinstance(m, nn.ReLU):
+            h.relu_()
+        elif isinstance(m, nn.Tanh):
+            h.tanh_()
+        else:
+            h.copy_(torch.nn.functional.gelu(h))
+
+    @torch.no_grad()
+    def __call__(self, a: float, b: float = 0.0) -> tuple[float, float]:
+        h = self.h[0]
+        if self.has_dy and b != self._b:
+            torch.add(self.XW, self.XDy, alpha=b, out=self.XWb)
+            self._b = b
+        torch.add(self.XWb, self.XDx, alpha=a, out=h)
+        self._act_(self.layers[0]["act"], h)
+        for i in range(1, len(self.layers)):
+            L = self.layers[i]
+            W, dWx, dWy = L["W"]
+            Wb = self.Wbuf[i]
+            torch.add(W, dWx, alpha=a, out=Wb)
+            if self.has_dy and b != 0.0:
+                Wb.add_(dWy, alpha=b)
+            bias = L["B"][0]
+            if self.bias_moves[i]:
+                bias = self.Bbuf[i]
+                torch.add(L["B"][0], L["B"][1], alpha=a, out=bias)
+                bias.add_(L["B"][2], alpha=b)
+            torch.addmm(bias, h, Wb.T, out=self.h[i])
+            h = self.h[i]
+            self._act_(L["act"], h)
+        return self._score(h)
+
+    def _score(self, z: torch.Tensor) -> tuple[float, float]:
+        if self.loss == "cross_entropy":
+            torch.amax(z, 1, out=self.mx)
+            torch.sub(z, self.mx[:, None], out=self.tmp)
+            lse = self.tmp.exp_().sum(1).log_().add_(self.mx)
+            zy = z.gather(1, self.y_col).squeeze(1)
+            loss = (lse.sub_(zy)).mean().item()
+            acc = (zy >= self.mx).sum().item() / self.n
+            return loss, acc
+        return losses.loss(z, self.y, self.loss).item(), losses.accuracy(z, self.y)
+
+
+@torch.no_grad()
+def evaluate_points_vmap(task: PlaneTask, points, batch: int = 64):
+    """Loss and accuracy at many ``points`` [(a, b), ...] at once with ``torch.func.vmap``.
+
+    Builds a ``[B, P]`` stack of parameter vectors per batch and runs the model once on
+    all of them (for GPUs; on a CPU the per-point evaluators are faster). BatchNorm
+    statistics are kept (``bn="keep"``). Returns two lists of floats."""
+    from torch.func import functional_call, vmap
+
+    model = copy.deepcopy(task.model).eval()
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    shapes = [p.shape for n, p in model.named_parameters() if p.requires_grad]
+    sizes = [s.numel() for s in shapes]
+    buffers = dict(model.named_buffers())
+
+    def loss_at(flat):
+        parts = torch.split(flat, sizes)
+        params = {n: t.view(s) for n, t, s in zip(names, parts, shapes)}
+        out = functional_call(model, (params, buffers), (task.X,))
+        if task.loss == "cross_entropy":
+            lse = torch.logsumexp(out, 1)
+            zy = out.gather(1, task.y.view(-1, 1)).squeeze(1)
+            return (lse - zy).mean(), (zy >= out.amax(1)).to(out.dtype).mean()
+        return losses.loss(out, task.y, task.loss), torch.full((), float("nan"))
+
+    f = vmap(loss_at)
+    out_l, out_a = [], []
+    pts = torch.as_tensor(points, dtype=task.w.dtype, device=task.w.device)
+    for i in range(0, len(pts), batch):
+        ab = pts[i:i + batch]
+        thetas = task.w + ab[:, :1] * task.dx + ab[:, 1:2] * task.dy
+        l, a = f(thetas)
+        out_l += l.tolist()
+        out_a += a.tolist()
+    return out_l, out_a

@@ -1,0 +1,240 @@
+"""A persistent pool of single-thread worker processes for grid evaluation.
+
+Measured on 2 cores: two processes with one torch thread each beat one process with two
+threads for small models, and a new worker pays about 2.5 s to import torch. So workers
+are started once (``python -m landscape.surface.pool``, a clean interpreter on every platform,
+never a re-import of the caller's main script) and kept for the life of the process.
+
+Protocol: pickles over the worker's stdin/stdout pipes (private to this process tree).
+A plane is shipped once as a pickle in a private temporary file (our own data, never a
+user file); each chunk message names that file and a token, and a worker builds its
+evaluator once per token. A feeder thread per worker pulls chunks from a shared queue, so
+cancelling is clearing the queue; chunks already running finish (they are small).
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import pickle
+import queue
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+
+_pool = None
+_lock = threading.Lock()
+
+
+class WorkerDied(RuntimeError):
+    pass
+
+
+class _Worker:
+    def __init__(self):
+        env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "landscape.surface.pool"], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, env=env)
+
+    def call(self, msg):
+        try:
+            pickle.dump(msg, self.proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+            self.proc.stdin.flush()
+            status, value = pickle.load(self.proc.stdout)
+        except (EOFError, BrokenPipeError, OSError) as e:
+            raise WorkerDied(f"a worker process stopped ({type(e).__name__})") from None
+        if status == "error":
+            raise RuntimeError(value)
+        return value
+
+    def close(self):
+        try:
+            self.proc.stdin.close()
+            self.proc.wait(timeout=5)
+        except Exception:
+            self.proc.kill()
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+
+class Pool:
+    """``n`` workers; ``map_chunks`` evaluates chunks in order of submission."""
+
+    def __init__(self, n: int):
+        self.n = n
+        self.workers = [_Worker() for _ in range(n)]
+        self.busy = threading.Lock()
+
+    def ping(self) -> None:
+        """Wait until every worker answers; raises WorkerDied when one does not start."""
+        errors = []
+
+        def call(w):
+            try:
+                w.call(("ping",))
+            except Exception as e:
+                errors.append(e)
+
+        threads = [threading.Thread(target=call, args=(w,)) for w in self.workers]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            self.close()
+            raise WorkerDied(f"a worker process did not start ({errors[0]})")
+
+    def run(self, token: str, path: str, chunks: list, on_result, cancel=None) -> None:
+        """Evaluate ``chunks`` (lists of points); ``on_result(i, values)`` is called from
+        this thread as results arrive. Stops early when ``cancel`` is set."""
+        while not self.busy.acquire(timeout=0.1):  # another surface is using the pool
+            if cancel is not None and cancel.is_set():
+                return
+        try:
+            self._run_locked(token, path, chunks, on_result, cancel)
+        finally:
+            self.busy.release()
+
+    def _run_locked(self, token, path, chunks, on_result, cancel) -> None:
+        todo: queue.Queue = queue.Queue()
+        for i, ch in enumerate(chunks):
+            todo.put((i, ch))
+        results: queue.Queue = queue.Queue()
+
+        def feed(worker):
+            while True:
+                if cancel is not None and cancel.is_set():
+                    return
+                try:
+                    i, ch = todo.get_nowait()
+                except queue.Empty:
+                    return
+                try:
+                    results.put((i, worker.call(("eval", token, path, ch)), None))
+                except Exception as e:  # reported to the caller below
+                    results.put((i, None, e))
+                    return
+
+        threads = [threading.Thread(target=feed, args=(w,), daemon=True) for w in self.workers]
+        for t in threads:
+            t.start()
+        got = 0
+        error = None
+        while got < len(chunks):
+            try:
+                i, vals, err = results.get(timeout=0.05)
+            except queue.Empty:
+                if not any(t.is_alive() for t in threads) and results.empty():
+                    break  # cancelled, or a worker died
+                continue
+            got += 1
+            if err is not None:
+                error = err
+                continue
+            on_result(i, vals)
+        for t in threads:
+            t.join()
+        if error is not None:
+            raise error
+
+    def close(self) -> None:
+        for w in self.workers:
+            w.close()
+
+
+def get_pool(n_workers: int) -> Pool:
+    """The shared pool with ``n_workers`` processes (restarted if the size changes or a
+    worker died)."""
+    global _pool
+    with _lock:
+        if _pool is not None and not all(w.alive() for w in _pool.workers):
+            _pool.close()
+            _pool = None
+        if _pool is not None and _pool.n != n_workers and not _pool.busy.locked():
+            _pool.close()  # resized only while idle: a running surface keeps its workers
+            _pool = None
+        if _pool is None:
+            _pool = Pool(n_workers)
+            _pool.ping()
+        return _pool
+
+
+def is_warm(n_workers: int) -> bool:
+    """True when a pool of this size is running."""
+    return _pool is not None and _pool.n == n_workers and all(w.alive() for w in _pool.workers)
+
+
+def warm(n_workers: int) -> None:
+    """Start the pool now (about 2-3 s once) so the first surface is fast."""
+    get_pool(n_workers)
+
+
+def shutdown() -> None:
+    global _pool
+    with _lock:
+        if _pool is not None:
+            _pool.close()
+            _pool = None
+
+
+atexit.register(shutdown)
+
+
+class ShippedTask:
+    """A task pickled to a private temporary file; removed on ``close``."""
+
+    def __init__(self, task):
+        self.dir = tempfile.mkdtemp(prefix="landscape-")
+        self.path = os.path.join(self.dir, "task.pkl")
+        try:
+            with open(self.path, "wb") as f:
+                pickle.dump(task, f, protocol=pickle.HIGHEST_PROTOCOL)
+        except BaseException:
+            self.close()
+            raise
+        self.token = os.path.basename(self.dir)
+
+    def close(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _serve() -> None:
+    """Worker main loop: read a message, answer ``(status, value)``."""
+    import torch
+
+    torch.set_num_threads(1)
+    from landscape.surface.evaluators import build_evaluator
+
+    inp, out = sys.stdin.buffer, sys.stdout.buffer
+    sys.stdout = sys.stderr  # stray prints must not corrupt the protocol
+    cache: dict = {}
+    while True:
+        try:
+            msg = pickle.load(inp)
+        except EOFError:
+            return
+        try:
+            if msg[0] == "ping":
+                reply = ("ok", os.getpid())
+            else:
+                _, token, path, points = msg
+                ev = cache.get(token)
+                if ev is None:
+                    with open(path, "rb") as f:
+                        task = pickle.load(f)  # our own temporary file, see ShippedTask
+                    ev = build_evaluator(task)
+                    cache.clear()
+                    cache[token] = ev
+                reply = ("ok", [ev(a, b) for a, b in points])
+        except Exception as e:
+            reply = ("error", f"{type(e).__name__}: {e}")
+        pickle.dump(reply, out, protocol=pickle.HIGHEST_PROTOCOL)
+        out.flush()
+
+
+if __name__ == "__main__":
+    _serve()
