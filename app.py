@@ -8,8 +8,7 @@ warm-up, and the live run's lifecycle (paused when the user leaves its page).
 import streamlit as st
 import torch
 
-from landscape.core.device import available_devices, cpu_count
-from landscape.core.warmup import warm_up
+from landscape.core.device import available_devices, cpu_count, warm_up
 
 st.set_page_config(page_title="landscape", page_icon="assets/logo.svg", layout="wide")
 

@@ -13,7 +13,9 @@ import pytest
 import torch
 from torch import nn
 
+from landscape.cli import eos as eos_cli
 from landscape.core.data import from_arrays
+from landscape.core.device import warm_up
 from landscape.core.errors import LandscapeError
 from landscape.lessons import eos
 
@@ -22,7 +24,7 @@ torch.set_num_threads(1)
 
 @pytest.fixture(scope="module", autouse=True)
 def _warm():
-    eos.warm_up()  # the first double-backward of a process (about 0.5 s) is not the run's cost
+    warm_up()  # the first double-backward of a process (about 0.5 s) is not the run's cost
 
 
 @pytest.fixture(scope="module")
@@ -404,13 +406,13 @@ def test_bad_inputs_elsewhere():
 
 def _cli(*argv):
     ap = argparse.ArgumentParser()
-    eos.add_cli(ap.add_subparsers(dest="command"))
+    eos_cli.add_parser(ap.add_subparsers(dest="command"))
     return ap.parse_args(["eos", *argv])
 
 
 def test_cli_functions(tmp_path, capsys):
     out = tmp_path / "eos.json"
-    res = eos.run_cli(_cli("--preset", "eos-tanh-fast", "--steps", "60", "--eig-every", "20",
+    res = eos_cli.run(_cli("--preset", "eos-tanh-fast", "--steps", "60", "--eig-every", "20",
                            "--seed", "0", "--out", str(out), "--json"))
     for key in ("threshold", "steps", "sharpness", "loss", "crossing_step", "seconds",
                 "train_seconds", "eig_seconds", "hvps"):
@@ -422,17 +424,17 @@ def test_cli_functions(tmp_path, capsys):
     json.dumps(res)
     assert json.loads(out.read_text())["meta"]["config"]["lr"] == 0.4
     assert capsys.readouterr().out == ""
-    mom = eos.run_cli(_cli("--optimizer", "momentum", "--momentum", "0.5", "--lr", "0.1",
+    mom = eos_cli.run(_cli("--optimizer", "momentum", "--momentum", "0.5", "--lr", "0.1",
                            "--steps", "20", "--eig-every", "10", "--json"))
     assert mom["threshold"] == pytest.approx(3.0 / 0.1) and mom["optimizer"] == "momentum"
     with pytest.raises(LandscapeError, match=r"\.npz or \.json"):
-        eos.run_cli(_cli("--out", str(tmp_path / "x.txt")))
+        eos_cli.run(_cli("--out", str(tmp_path / "x.txt")))
     with pytest.raises(LandscapeError, match="preset"):
-        eos.run_cli(_cli("--preset", "nope"))
+        eos_cli.run(_cli("--preset", "nope"))
     with pytest.raises(LandscapeError, match="steps"):
-        eos.run_cli(_cli("--steps", "0"))
+        eos_cli.run(_cli("--steps", "0"))
     with pytest.raises(LandscapeError, match="learning rate"):
-        eos.run_cli(_cli("--lr", "-0.1"))
+        eos_cli.run(_cli("--lr", "-0.1"))
 
 
 # --------------------------------------------------------------------------- the page

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from landscape.cli import opposing as opposing_cli
 from landscape.core.errors import Cancelled, LandscapeError
 from landscape.lessons import opposing as opp
 
@@ -375,13 +376,13 @@ def test_unknown_options_and_presets():
 
 def _cli(*argv):
     ap = argparse.ArgumentParser()
-    opp.add_cli(ap.add_subparsers(dest="command"))
+    opposing_cli.add_parser(ap.add_subparsers(dest="command"))
     return ap.parse_args(["opposing", *argv])
 
 
 def test_cli_functions(tmp_path, capsys):
     out = tmp_path / "op.json"
-    res = opp.run_cli(_cli("--steps", "200", "--window", "100", "--seed", "0", "--out", str(out), "--json"))
+    res = opposing_cli.run(_cli("--steps", "200", "--window", "100", "--seed", "0", "--out", str(out), "--json"))
     for key in ("group_a", "group_b", "group_loss_corr", "planted", "precision_at_m", "seconds",
                 "amplitude_ratio", "planted_amplitude_ratio", "vote_share", "sharpness_ratio"):
         assert key in res, key
@@ -391,17 +392,17 @@ def test_cli_functions(tmp_path, capsys):
     json.dumps(res)
     assert json.loads(out.read_text())["meta"]["config"]["window"] == 100
     assert capsys.readouterr().out == ""  # --json: the caller prints
-    lr = opp.run_cli(_cli("--preset", "opposing-digits", "--steps", "30", "--window", "10", "--lr", "0.3"))
+    lr = opposing_cli.run(_cli("--preset", "opposing-digits", "--steps", "30", "--window", "10", "--lr", "0.3"))
     assert lr["lr"] == 0.3 and "planted" not in lr and lr["precision_at_m"] is None
     assert "opposing signals (opposing-digits" in capsys.readouterr().out
     with pytest.raises(LandscapeError, match=r"\.npz or \.json"):
-        opp.run_cli(_cli("--out", str(tmp_path / "x.txt")))
+        opposing_cli.run(_cli("--out", str(tmp_path / "x.txt")))
     with pytest.raises(LandscapeError, match="preset"):
-        opp.run_cli(_cli("--preset", "nope"))
+        opposing_cli.run(_cli("--preset", "nope"))
     with pytest.raises(LandscapeError, match="longer than the run"):
-        opp.run_cli(_cli("--steps", "100"))
+        opposing_cli.run(_cli("--steps", "100"))
     with pytest.raises(LandscapeError, match="learning rate"):
-        opp.run_cli(_cli("--lr", "-1"))
+        opposing_cli.run(_cli("--lr", "-1"))
 
 
 # --------------------------------------------------------------------------- the page

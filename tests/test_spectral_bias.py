@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from landscape.cli import spectral_bias as spectral_bias_cli
 from landscape.core.errors import LandscapeError
 from landscape.lessons import redshift as rs
 from landscape.lessons import spectral_bias as sb
@@ -219,13 +220,13 @@ def test_bad_redshift_input_raises_landscape_error(kw):
 
 def _cli(*argv):
     ap = argparse.ArgumentParser()
-    sb.add_cli(ap.add_subparsers(dest="command"))
+    spectral_bias_cli.add_parser(ap.add_subparsers(dest="command"))
     return ap.parse_args(["spectral-bias", *argv])
 
 
 def test_cli_functions(tmp_path, capsys):
     out = tmp_path / "sb.json"
-    res = sb.run_cli(_cli("--steps", "100", "--encoding", "rff", "--sigma", "5", "--seed", "2",
+    res = spectral_bias_cli.run(_cli("--steps", "100", "--encoding", "rff", "--sigma", "5", "--seed", "2",
                           "--out", str(out), "--json"))
     for key in ("frequencies", "half_amplitude_step", "final_rel_error", "seconds"):
         assert key in res
@@ -235,13 +236,13 @@ def test_cli_functions(tmp_path, capsys):
     assert json.loads(out.read_text())["meta"]["config"]["sigma"] == 5.0
     assert capsys.readouterr().out == ""  # --json: the caller prints
     with pytest.raises(LandscapeError, match="Nyquist"):
-        sb.run_cli(_cli("--frequencies", "2", "70"))
+        spectral_bias_cli.run(_cli("--frequencies", "2", "70"))
     with pytest.raises(LandscapeError, match="steps"):
-        sb.run_cli(_cli("--steps", "0"))
+        spectral_bias_cli.run(_cli("--steps", "0"))
     with pytest.raises(LandscapeError, match=r"\.npz or \.json"):
-        sb.run_cli(_cli("--out", str(tmp_path / "x.txt")))
+        spectral_bias_cli.run(_cli("--out", str(tmp_path / "x.txt")))
     with pytest.raises(LandscapeError, match="preset"):
-        sb.run_cli(_cli("--preset", "nope"))
+        spectral_bias_cli.run(_cli("--preset", "nope"))
 
 
 # --------------------------------------------------------------------------- the page

@@ -21,11 +21,11 @@ from torch import nn
 
 from landscape.core import losses
 from landscape.core.data import Dataset
+from landscape.core.device import DTYPES
 from landscape.core.errors import LandscapeError
 from landscape.core.params import flat_params
 
 OPTIMIZERS = ("gd", "sgd", "momentum", "adam")
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 @dataclass

@@ -29,10 +29,10 @@ import torch
 
 from landscape import hessian as hs
 from landscape.core.data import Dataset
+from landscape.core.device import DTYPES
 from landscape.core.errors import LandscapeError
 
 BACKENDS = ("landscape", "pyhessian")
-DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 
 @dataclass

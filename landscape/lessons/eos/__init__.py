@@ -18,7 +18,6 @@ from landscape.lessons.eos.run import (  # noqa: F401
     PointHessian,
     QuadraticResult,
     SliceResult,
-    add_cli,
     build_model,
     crossing_step,
     eigen_slice,
@@ -31,10 +30,8 @@ from landscape.lessons.eos.run import (  # noqa: F401
     load_data,
     preset,
     quadratic_iterates,
-    run_cli,
     save,
     threshold,
     track_top,
     train,
-    warm_up,
 )

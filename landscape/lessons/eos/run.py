@@ -90,10 +90,9 @@ import torch
 from torch import nn
 
 from landscape.core import losses
+from landscape.core.device import DTYPES
 from landscape.core.errors import LandscapeError
 from landscape.lessons.kit import (
-    add_output_args,
-    checked_out,
     jsonable,
     preset_with,
     read_npz,
@@ -104,7 +103,6 @@ from landscape.lessons.kit import (
 )
 
 OPTIMIZERS = ("gd", "momentum", "adam")
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
 POOLS = ("max", "avg")
 CROSSING_FRACTION = 0.95
 #: the loss is declared diverged above this multiple of its starting value (or when not finite)
@@ -536,22 +534,6 @@ def _pad(a, k: int) -> np.ndarray:
     a = np.asarray(a, float).reshape(-1)[:k]
     out[:len(a)] = a
     return out
-
-
-def warm_up() -> float:
-    """Pay the one-off cost of the first double-backward pass in a process (about 0.5 s on
-    these machines) on a tiny model now, so that it does not land in a run's first
-    measurement. Returns the seconds it took."""
-    t0 = time.perf_counter()
-    for dt in (torch.float32, torch.float64):
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
-            m = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
-        op = PointHessian(m, torch.randn(5, 3, generator=torch.Generator().manual_seed(0)),
-                          torch.tensor([0, 1, 0, 1, 0]), "mse", dtype=dt)
-        op.set_point(torch.cat([p.detach().reshape(-1) for p in m.parameters()]))
-        op.hvp(torch.ones(op.n_params))
-    return time.perf_counter() - t0
 
 
 # --------------------------------------------------------------------------- results
@@ -1415,45 +1397,3 @@ def fig_quadratic(q: QuadraticResult, title: str | None = None) -> go.Figure:
 
 
 # --------------------------------------------------------------------------- CLI
-
-
-def add_cli(subparsers) -> None:
-    """Add the ``eos`` subcommand to an argparse subparsers object."""
-    p = subparsers.add_parser("eos", help="edge of stability: sharpness vs 2/eta during full-batch "
-                              "training (Cohen et al. 2021, 2022)")
-    p.add_argument("--preset", default="eos-tanh", help=f"one of {', '.join(PRESETS)} "
-                   "(default eos-tanh: GD eta 0.2, 1,500 steps)")
-    p.add_argument("--lr", type=float, help="learning rate eta (default: the preset's)")
-    p.add_argument("--optimizer", choices=list(OPTIMIZERS), help="gd, momentum or adam")
-    p.add_argument("--steps", type=int, help="full-batch updates")
-    p.add_argument("--eig-every", type=int, help="steps between eigenvalue measurements")
-    p.add_argument("--momentum", type=float, help="heavy-ball beta (optimizer momentum)")
-    p.add_argument("--seed", type=int, help="initial weights (default 0)")
-    add_output_args(p)
-
-
-def run_cli(args) -> dict:
-    """Run the ``eos`` subcommand from parsed ``args``; returns the JSON summary."""
-    out = checked_out(args)
-    name = getattr(args, "preset", None) or "eos-tanh"
-    cfg = preset(name, lr=getattr(args, "lr", None), optimizer=getattr(args, "optimizer", None),
-                 steps=getattr(args, "steps", None), eig_every=getattr(args, "eig_every", None),
-                 momentum=getattr(args, "momentum", None), seed=getattr(args, "seed", None),
-                 device=getattr(args, "device", None))
-    cfg.validate()
-    warm = warm_up()  # the process's first double-backward, kept out of the run's split
-    res = train(cfg, threads=getattr(args, "threads", None))
-    if out:
-        save(res, out)
-    summary = {"out": out, "preset": name, **res.summary(), "warmup_seconds": round(warm, 3)}
-    if not getattr(args, "json", False):
-        rng = summary["ratio_second_half"]
-        print(f"edge of stability ({cfg.optimizer}, eta {cfg.lr:g}, {summary['steps']} steps, "
-              f"{summary['seconds']:.1f} s: {summary['train_seconds']:.1f} training, "
-              f"{summary['eig_seconds']:.1f} eigenvalues): threshold {summary['threshold']:.4g}, "
-              + ("no crossing" if summary["crossing_step"] is None else
-                 f"crossing at step {summary['crossing_step']}")
-              + ", sharpness / threshold over the second "
-              f"half {'n/a' if rng is None else f'{rng[0]:.3f}-{rng[1]:.3f}'}"
-              + (f" -> {out}" if out else ""))
-    return summary

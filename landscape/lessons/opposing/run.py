@@ -115,10 +115,9 @@ import plotly.graph_objects as go
 import torch
 from torch import nn
 
+from landscape.core.device import DTYPES
 from landscape.core.errors import Cancelled, LandscapeError
 from landscape.lessons.kit import (
-    add_output_args,
-    checked_out,
     jsonable,
     preset_with,
     read_npz,
@@ -130,7 +129,6 @@ from landscape.lessons.kit import (
 
 DATASETS = ("digits", "gaussians", "toy")
 ACTIVATIONS = ("relu", "tanh", "linear")
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
 PATCH_PIXELS = (0, 1, 8, 9)  # the top-left 2x2 patch of the 8x8 grid
 SPIKE_LOOKBACK = 20
 # Warm-started Lanczos for the sharpness trace: a small basis and a loose ARPACK tolerance
@@ -1032,6 +1030,10 @@ def _band(fig, steps, band, color, name, row=None, col=None):
                              fillcolor=color, name=name, hoverinfo="skip"), **kw)
 
 
+def _fmt(v, spec: str = ".2f") -> str:
+    return "n/a" if v is None or (isinstance(v, float) and not math.isfinite(v)) else format(v, spec)
+
+
 def fig_overview(res: OpposingResult, step: int | None = None, title: str | None = None) -> go.Figure:
     """One step axis, three panels: overall loss with spikes marked; sharpness with ``2/lr``;
     the two groups' mean loss with the 5-95% band of matched random subsets. A dotted line
@@ -1260,49 +1262,3 @@ def fig_retrain(res: OpposingResult, title: str | None = None) -> go.Figure:
                       xaxis_title=STEP_LABEL, yaxis_title=f"mean {LOSS_LABEL} over the kept examples",
                       legend={"orientation": "h", "y": -0.25})
     return fig
-
-
-def _fmt(v, spec: str = ".2f") -> str:
-    return "n/a" if v is None or (isinstance(v, float) and not math.isfinite(v)) else format(v, spec)
-
-
-# --------------------------------------------------------------------------- CLI
-
-def add_cli(subparsers) -> None:
-    """Add the ``opposing`` subcommand to an argparse subparsers object."""
-    p = subparsers.add_parser("opposing", help="opposing signals: examples whose losses swing in "
-                              "anti-phase at the edge of stability (Rosenfeld & Risteski 2023)")
-    p.add_argument("--preset", default="opposing-planted",
-                   help=f"one of {', '.join(PRESETS)} (default opposing-planted)")
-    p.add_argument("--steps", type=int, help="gradient-descent steps (default: the preset's, 1,500)")
-    p.add_argument("--lr", type=float, help="step size (default: lr-factor x 2 / lambda_0)")
-    p.add_argument("--lr-factor", type=float, help="step size as a multiple of 2 / lambda_0 (default 0.5)")
-    p.add_argument("--window", type=int, help="statistics over the last this many steps (default 400)")
-    p.add_argument("--seed", type=int, help="plant choice, initial weights, controls (default 0)")
-    p.add_argument("--alpha", type=float, help="norm of the planted feature (0: none)")
-    p.add_argument("--retrain", action="store_true", help="also retrain without the detected set")
-    add_output_args(p)
-
-
-def run_cli(args) -> dict:
-    """Run the ``opposing`` subcommand from parsed ``args``; returns the JSON summary."""
-    out = checked_out(args)
-    name = getattr(args, "preset", None) or "opposing-planted"
-    cfg = preset(name, steps=getattr(args, "steps", None), lr=getattr(args, "lr", None),
-                 lr_factor=getattr(args, "lr_factor", None), window=getattr(args, "window", None),
-                 seed=getattr(args, "seed", None), alpha=getattr(args, "alpha", None),
-                 retrain=True if getattr(args, "retrain", False) else None,
-                 device=getattr(args, "device", None))
-    res = train(cfg, threads=getattr(args, "threads", None))
-    if out:
-        save(res, out)
-    summary = {"out": out, "preset": name, **res.summary()}
-    if not getattr(args, "json", False):
-        print(f"opposing signals ({name}, {summary['steps']} steps, {summary['seconds']:.1f} s): "
-              f"groups of {summary['label_a']}s and {summary['label_b']}s "
-              f"({len(summary['group_a'])} + {len(summary['group_b'])}), corr "
-              f"{_fmt(summary['group_loss_corr'])} (controls {_fmt(summary['control_corr_median'])}), "
-              f"amplitude ratio {_fmt(summary['amplitude_ratio'], '.1f')}, precision@m "
-              f"{_fmt(summary['precision_at_m'])}, vote share {_fmt(summary['vote_share'])}, "
-              f"sharpness {_fmt(summary['sharpness_ratio'])} x 2/lr" + (f" -> {out}" if out else ""))
-    return summary
