@@ -1,11 +1,18 @@
-"""Long work in a background thread that a UI can poll and stop.
+"""The one background job: long work in a thread that a UI can poll, pause, resume and stop.
 
 ``BackgroundJob(fn, *args, **kwargs)`` calls ``fn(*args, progress=..., cancel=..., **kwargs)``
 in a daemon thread. ``fn`` reports through ``progress(done, total, *partial)`` and checks
-``cancel`` (a ``threading.Event``); the job keeps the latest progress, the partial values,
-the result or the error message. The thread never touches any UI: a page reads
-``job.poll()`` on a timer (``st.fragment(run_every=...)``) and calls ``job.cancel()``.
-Swapping the thread for a process later changes nothing for the pages.
+``cancel.is_set()`` between steps; the job keeps the latest progress, the partial values
+(e.g. a coarse surface, or a lesson's result so far), the result or the error message.
+
+``cancel`` is a :class:`JobControl`: it answers ``is_set()`` like a ``threading.Event``, and
+while the job is paused that call waits until it is resumed or cancelled. So every long
+computation that checks for cancellation between steps can be paused too, at no cost to
+code that runs without a job (a plain ``threading.Event`` works the same there).
+
+The thread never touches any UI: a page reads ``job.poll()`` on a timer and calls
+``cancel()``, ``pause()`` or ``resume()``. Surfaces, Hessian reports, live training and every
+lesson run through this one class.
 """
 
 from __future__ import annotations
@@ -20,9 +27,42 @@ from dataclasses import dataclass, field
 from landscape.core.errors import Cancelled, LandscapeError
 
 
+class JobControl:
+    """A cancel flag that also pauses: ``is_set()`` blocks while paused (until resumed or
+    cancelled), then tells whether the work should stop."""
+
+    def __init__(self):
+        self._cancel = threading.Event()
+        self._go = threading.Event()
+        self._go.set()
+
+    def is_set(self) -> bool:
+        while not self._go.is_set() and not self._cancel.is_set():
+            self._go.wait(0.1)
+        return self._cancel.is_set()
+
+    def set(self) -> None:
+        self._cancel.set()
+        self._go.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._cancel.wait(timeout)
+
+    def pause(self) -> None:
+        if not self._cancel.is_set():
+            self._go.clear()
+
+    def resume(self) -> None:
+        self._go.set()
+
+    @property
+    def paused(self) -> bool:
+        return not self._go.is_set() and not self._cancel.is_set()
+
+
 @dataclass
 class JobStatus:
-    state: str  # "running" | "done" | "cancelled" | "error"
+    state: str  # "running" | "paused" | "done" | "cancelled" | "error"
     done: int = 0
     total: int = 0
     seconds: float = 0.0
@@ -36,7 +76,7 @@ class JobStatus:
 
     @property
     def finished(self) -> bool:
-        return self.state != "running"
+        return self.state not in ("running", "paused")
 
 
 _live_jobs: weakref.WeakSet = weakref.WeakSet()
@@ -56,14 +96,17 @@ atexit.register(stop_all)
 
 
 class BackgroundJob:
-    def __init__(self, fn, *args, label: str = "", **kwargs):
+    """``fn(*args, progress=..., cancel=..., **kwargs)`` in a daemon thread; ``threads`` is the
+    torch thread count the job computes with (default: its creator's)."""
+
+    def __init__(self, fn, *args, label: str = "", threads: int | None = None, **kwargs):
         import torch
 
         self.label = label
         # The job computes with the torch thread count its creator chose (set again in the
         # job's thread, so a later change elsewhere does not reach a running job).
-        self._threads = torch.get_num_threads()
-        self._cancel = threading.Event()
+        self._threads = max(1, int(threads)) if threads else torch.get_num_threads()
+        self._cancel = JobControl()
         self._lock = threading.Lock()
         self._status = JobStatus("running")
         self._t0 = time.perf_counter()
@@ -73,9 +116,11 @@ class BackgroundJob:
         self._thread.start()
 
     def _progress(self, done, total, *partial):
+        """Record progress; the partial values, when given, replace the previous ones."""
         with self._lock:
             self._status.done, self._status.total = int(done), int(total)
-            self._status.partial = tuple(p.copy() if hasattr(p, "copy") else p for p in partial)
+            if partial:
+                self._status.partial = tuple(p.copy() if hasattr(p, "copy") else p for p in partial)
 
     def _run(self, fn, args, kwargs):
         import torch
@@ -84,8 +129,8 @@ class BackgroundJob:
         try:
             result = fn(*args, progress=self._progress, cancel=self._cancel, **kwargs)
             state, err = "done", None
-        except Cancelled:
-            result, state, err = None, "cancelled", None
+        except Cancelled as e:  # the partial result, if any, stays readable
+            result, state, err = getattr(e, "partial", None), "cancelled", None
         except LandscapeError as e:
             result, state, err = None, "error", str(e)
         except Exception as e:  # a bug: keep the message, log the traceback
@@ -99,10 +144,22 @@ class BackgroundJob:
         with self._lock:
             s = self._status
             seconds = s.seconds if s.finished else time.perf_counter() - self._t0
-            return JobStatus(s.state, s.done, s.total, seconds, s.partial, s.result, s.error)
+            state = "paused" if s.state == "running" and self._cancel.paused else s.state
+            return JobStatus(state, s.done, s.total, seconds, s.partial, s.result, s.error)
 
     def cancel(self) -> None:
         self._cancel.set()
+
+    def pause(self) -> None:
+        """Hold the work at its next cancellation check; :meth:`resume` goes on from there."""
+        self._cancel.pause()
+
+    def resume(self) -> None:
+        self._cancel.resume()
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
 
     def join(self, timeout: float | None = None) -> JobStatus:
         self._thread.join(timeout)
