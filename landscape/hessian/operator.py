@@ -596,7 +596,7 @@ def _is_cancelled(cancel) -> bool:
     return bool(cancel())
 
 
-class _Watch:
+class Watch:
     """Counts HVPs for one algorithm run, reports progress and honours cancellation.
 
     ``progress(done, total)`` receives HVPs done and the expected total (an estimate for
@@ -637,7 +637,7 @@ class _Watch:
         return out
 
 
-def _residuals(op, vals: np.ndarray, vecs: np.ndarray, watch: _Watch) -> np.ndarray:
+def _residuals(op, vals: np.ndarray, vecs: np.ndarray, watch: Watch) -> np.ndarray:
     if len(vals) == 0:
         return np.zeros(0)
     HV = watch.matmat(vecs)
@@ -683,7 +683,7 @@ def top_eigenpairs(op, k: int = 5, tol: float | None = None, v0=None, which: str
         maxiter: bound on ARPACK restarts (default 200; each adds about ``ncv - k`` HVPs).
             Unconverged, the converged pairs found so far come back with
             ``meta["converged"] = False``.
-        progress, cancel: see :class:`_Watch`; a cancel raises :class:`Cancelled`.
+        progress, cancel: see :class:`Watch`; a cancel raises :class:`Cancelled`.
 
     Returns an :class:`EigenResult`, eigenvalues sorted descending; residuals measured with k
     extra HVPs (included in ``hvps``; ``meta["hvps_lanczos"]`` is the Lanczos part).
@@ -700,7 +700,7 @@ def top_eigenpairs(op, k: int = 5, tol: float | None = None, v0=None, which: str
     if ncv is None:
         ncv = max(2 * k + 1, 20)
     ncv = int(min(max(ncv, k + 2), P))
-    watch = _Watch(op, total=ncv + 2 * k, progress=progress, cancel=cancel, what="top eigenpairs")
+    watch = Watch(op, total=ncv + 2 * k, progress=progress, cancel=cancel, what="top eigenpairs")
     converged = True
     if k >= P - 1 or ncv <= k + 1:
         H = watch.matmat(np.eye(P))
@@ -754,7 +754,7 @@ def smallest_eigenvalue(op, tol: float | None = None, v0=None, progress=None, ca
 # --------------------------------------------------------------------------- trace
 
 
-def _rademacher(rng: np.random.Generator, m: int, P: int) -> np.ndarray:
+def rademacher(rng: np.random.Generator, m: int, P: int) -> np.ndarray:
     return rng.integers(0, 2, size=(m, P)).astype(np.float64) * 2.0 - 1.0
 
 
@@ -769,8 +769,8 @@ def hutchinson_trace(op, probes: int = 100, seed: int = 0, progress=None,
     m = int(probes)
     if m < 2:
         raise LandscapeError(f"Hutchinson needs at least 2 probes for a standard error, got {m}")
-    watch = _Watch(op, total=m, progress=progress, cancel=cancel, what="Hutchinson trace")
-    Z = _rademacher(np.random.default_rng(seed), m, op.n_params)
+    watch = Watch(op, total=m, progress=progress, cancel=cancel, what="Hutchinson trace")
+    Z = rademacher(np.random.default_rng(seed), m, op.n_params)
     samples = np.empty(m)
     step = 16
     for s in range(0, m, step):
@@ -809,14 +809,14 @@ def hutchpp_trace(op, probes: int = 99, seed: int = 0, progress=None,
     P = op.n_params
     s = min(m // 3, P)
     r = m - 2 * s
-    watch = _Watch(op, total=m, progress=progress, cancel=cancel, what="Hutch++ trace")
+    watch = Watch(op, total=m, progress=progress, cancel=cancel, what="Hutch++ trace")
     rng = np.random.default_rng(seed)
-    S = _rademacher(rng, s, P)
+    S = rademacher(rng, s, P)
     HS = watch.matmat(S)
     Q, _ = np.linalg.qr(HS.T)  # [P, s]
     HQ = watch.matmat(Q.T)  # [s, P]
     t_top = float(np.einsum("ij,ji->", HQ, Q))
-    G = _rademacher(rng, r, P)
+    G = rademacher(rng, r, P)
     G = G - (G @ Q) @ Q.T
     HG = watch.matmat(G)
     HG = HG - (HG @ Q) @ Q.T
@@ -831,7 +831,7 @@ def hutchpp_trace(op, probes: int = 99, seed: int = 0, progress=None,
 # --------------------------------------------------------------------------- density
 
 
-def _lanczos_quadrature(watch: _Watch, v: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
+def lanczos_quadrature(watch: Watch, v: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
     """m steps of Lanczos with full reorthogonalisation from unit ``v``; returns the Ritz
     nodes [j] and Gauss weights [j] (j <= m; fewer on an invariant subspace)."""
     P = v.size
@@ -898,13 +898,13 @@ def slq_density(op, probes: int = 5, lanczos_steps: int = 80, seed: int = 0, gri
     m = min(int(lanczos_steps), P)
     if n_v < 1 or m < 1:
         raise LandscapeError("SLQ needs at least one probe and one Lanczos step")
-    watch = _Watch(op, total=n_v * m, progress=progress, cancel=cancel, what="SLQ density")
+    watch = Watch(op, total=n_v * m, progress=progress, cancel=cancel, what="SLQ density")
     rng = np.random.default_rng(seed)
     nodes = np.zeros((n_v, m))
     weights = np.zeros((n_v, m))
     for p in range(n_v):
-        z = _rademacher(rng, 1, P)[0]
-        theta, tau = _lanczos_quadrature(watch, z, m)
+        z = rademacher(rng, 1, P)[0]
+        theta, tau = lanczos_quadrature(watch, z, m)
         nodes[p, :len(theta)] = theta
         nodes[p, len(theta):] = theta[-1] if len(theta) else 0.0
         weights[p, :len(tau)] = tau

@@ -647,7 +647,7 @@ class HessianSpec:
                    op.loss_kind, op.dtype, op.batch_size, op.mode, op.seed)
 
     def build(self, device: str = "cpu"):
-        from landscape.hessian.operator import HessianOperator
+        from landscape.hessian import HessianOperator
 
         model = self.model if torch.device(device).type == "cpu" else \
             copy.deepcopy(self.model).to(device)
@@ -671,7 +671,7 @@ class HessianSpec:
 def _as_spec(op_or_spec) -> HessianSpec:
     if isinstance(op_or_spec, HessianSpec):
         return op_or_spec
-    from landscape.hessian.operator import HessianOperator
+    from landscape.hessian import HessianOperator
 
     if isinstance(op_or_spec, HessianOperator):
         return HessianSpec.from_operator(op_or_spec)
@@ -701,11 +701,11 @@ def _hutchinson_chunk(box, token: str, Z):
 
 def _slq_probe(box, token: str, z, m: int):
     """Ray task: the Lanczos quadrature (nodes, weights) of one probe (int8 +-1)."""
-    from landscape.hessian.operator import _lanczos_quadrature, _Watch
+    from landscape.hessian import Watch, lanczos_quadrature
 
     op = _hessian_operator(box, token)
-    watch = _Watch(op, total=m)
-    theta, tau = _lanczos_quadrature(watch, np.asarray(z, dtype=np.float64), m)
+    watch = Watch(op, total=m)
+    theta, tau = lanczos_quadrature(watch, np.asarray(z, dtype=np.float64), m)
     return theta, tau, watch.hvps
 
 
@@ -793,7 +793,7 @@ def hutchinson_trace_ray(op_or_spec, probes: int = 100, seed: int = 0, *,
     where pending)."""
     import math as _m
 
-    from landscape.hessian.operator import TraceResult, _rademacher
+    from landscape.hessian import TraceResult, rademacher
 
     m = int(probes)
     if m < 2:
@@ -803,7 +803,7 @@ def hutchinson_trace_ray(op_or_spec, probes: int = 100, seed: int = 0, *,
                                                           gpus_per_task, max_retries,
                                                           _hutchinson_chunk)
     P = spec.n_params()
-    Z = _rademacher(np.random.default_rng(seed), m, P).astype(np.int8)
+    Z = rademacher(np.random.default_rng(seed), m, P).astype(np.int8)
     per = int(probes_per_task) if probes_per_task else max(1, _m.ceil(m / (2 * slots)))
     starts = list(range(0, m, per))
     samples = np.full(m, np.nan)
@@ -840,7 +840,7 @@ def slq_density_ray(op_or_spec, probes: int = 5, lanczos_steps: int = 80, seed: 
     exactly as the local function does, so the same seed gives the same result (to float
     rounding). ``progress(done, total)`` counts HVPs; a cancel raises :class:`Cancelled` with
     ``partial=(nodes, weights)`` (zero rows where pending)."""
-    from landscape.hessian.operator import DensityResult, _rademacher, slq_smooth
+    from landscape.hessian import DensityResult, rademacher, slq_smooth
 
     n_v = int(probes)
     t0 = time.perf_counter()
@@ -852,7 +852,7 @@ def slq_density_ray(op_or_spec, probes: int = 5, lanczos_steps: int = 80, seed: 
     spec, startup, box, token, fn, slots = _hessian_setup(spec, address, num_cpus, gpus_per_task,
                                                           max_retries, _slq_probe)
     rng = np.random.default_rng(seed)
-    Z = [_rademacher(rng, 1, P)[0].astype(np.int8) for _ in range(n_v)]
+    Z = [rademacher(rng, 1, P)[0].astype(np.int8) for _ in range(n_v)]
     nodes = np.zeros((n_v, m))
     weights = np.zeros((n_v, m))
     counter = {"hvps": 0}

@@ -759,7 +759,7 @@ class OpposingRun:
 
     def __init__(self, config: OpposingConfig | None = None):
         from landscape.core.device import choose_device
-        from landscape.hessian.operator import HessianOperator, top_eigenpairs
+        from landscape.hessian import HessianOperator, top_eigenpairs
 
         config = config or OpposingConfig()
         config.validate()
@@ -804,7 +804,7 @@ class OpposingRun:
         return torch.cat([p.detach().reshape(-1) for p in self.params]).double().cpu().numpy()
 
     def _sharpness(self) -> float:
-        from landscape.hessian.operator import top_eigenpairs
+        from landscape.hessian import top_eigenpairs
 
         self._op.set_point(self._flat())
         eig = top_eigenpairs(self._op, 1, v0=self._v, ncv=SHARPNESS_NCV, tol=SHARPNESS_TOL,
