@@ -58,9 +58,9 @@ def exact_ggn(model, X, y, kind) -> np.ndarray:
     G = torch.zeros(theta.numel(), theta.numel(), dtype=theta.dtype)
     for i in range(X.shape[0]):
         xi, yi = X[i:i + 1], y[i:i + 1]
-        J = torch.func.jacrev(lambda t: functional_call(model, _unflatten(named, t), (xi,))[0])(theta)
+        J = torch.func.jacrev(lambda t, xi=xi: functional_call(model, _unflatten(named, t), (xi,))[0])(theta)
         out = functional_call(model, _unflatten(named, theta), (xi,))[0].detach()
-        Hf = torch.func.hessian(lambda f: loss(f[None], yi, kind))(out)
+        Hf = torch.func.hessian(lambda f, yi=yi: loss(f[None], yi, kind))(out)
         G += J.T @ Hf @ J
     return (G / X.shape[0]).numpy()
 
