@@ -1,11 +1,11 @@
-"""Accuracy and cost of landscape.hessian.operator against the exact spectrum and PyHessian 0.1.
+"""Accuracy and cost of landscape.hessian (Lanczos, Hutch++, SLQ) against the exact spectrum and PyHessian.
 
 Run: ``python benchmarks/hessian_accuracy.py [--threads 1] [--skip-large]``.
 
 Models (digits, all 1,797 images, pixels / 16, cross-entropy, float64; each trained 300 full-batch
 Adam steps at lr 1e-3 from seed 0 inside this script):
 
-- ``mlp-3466``: MLP 64-32-32-10 ReLU (3,466 parameters, the MLP of DESIGN.md 3.3). The exact
+- ``mlp-3466``: MLP 64-32-32-10 ReLU (3,466 parameters, the MLP of the outlier tests). The exact
   Hessian is built from 3,466 unit-vector HVPs and diagonalised densely: exact top-5, trace and
   spectrum.
 - ``digits-mlp``: MLP 64-128-128-10 ReLU (26,122 parameters). The dense Hessian would take

@@ -8,7 +8,7 @@ random filter-normalized plane) on square grids of several sizes.
 Measures, on the same task and grid:
 - one process, one torch thread (``surface.evaluate_grid(..., workers=1)``);
 - the local worker pool (``workers=<cpus>``, warm), for reference;
-- Ray with ``<cpus>`` single-thread workers (``distributed.evaluate_grid_ray``), warm: Ray
+- Ray with ``<cpus>`` single-thread workers (``executors.ray.evaluate_grid_ray``), warm: Ray
   started and its workers' torch imported before the timing; each grid is a new task, so
   the object-store put and the workers' evaluator set-up are inside the timing.
 And Ray's start-up: ``ray.init`` (a private local Ray) and the first tasks (workers importing
@@ -57,11 +57,12 @@ def main() -> None:
     args = ap.parse_args()
 
     from landscape import presets, surface
+    from landscape.core import ray as session
     from landscape.core.device import cpu_count
     from landscape.core.params import Layout, flat_params
-    from landscape.surface import pool as workers
-    from landscape.surface import ray as dist
     from landscape.surface.directions import random_plane
+    from landscape.surface.executors import pool as workers
+    from landscape.surface.executors import ray as dist
 
     cpus = args.cpus or cpu_count()
     torch.set_num_threads(1)
@@ -76,8 +77,8 @@ def main() -> None:
           f"Ray {__import__('ray').__version__} with {cpus} workers")
 
     t = time.perf_counter()
-    init_s = dist.init(args.address, num_cpus=cpus)
-    dist.warm(args.address)
+    init_s = session.init(args.address, num_cpus=cpus)
+    session.warm(args.address)
     warm_s = time.perf_counter() - t
     print(f"Ray start-up: ray.init {init_s:.1f} s, init + first tasks on every worker "
           f"(torch import) {warm_s:.1f} s")
@@ -127,14 +128,14 @@ def main() -> None:
                       "warm_break_even_grid": warm_even, "faster_sizes": [r["grid"] for r in faster],
                       "cold_break_even_points": cold_points, "cold_break_even_grid": cold_side,
                       "hessian": hess}))
-    dist.shutdown()
+    session.shutdown()
     workers.shutdown()
 
 
 def hessian_rows(model, data, args) -> dict:
     """Hutchinson and SLQ locally (one process, one thread) and on Ray; same seeds."""
     from landscape import hessian
-    from landscape.surface import ray as dist
+    from landscape.hessian import ray as dist
 
     op = hessian.HessianOperator(model, data.X, data.y)
     spec = dist.HessianSpec.from_operator(op)

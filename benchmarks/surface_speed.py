@@ -34,8 +34,8 @@ def main() -> None:
 
     from landscape import presets, surface
     from landscape.core.device import cpu_count
-    from landscape.surface import pool as workers
     from landscape.surface.evaluators import ModuleEvaluator, PlaneTask
+    from landscape.surface.executors import pool as workers
 
     cores = cpu_count()
     run = presets.train_preset("digits-mlp")

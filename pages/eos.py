@@ -28,9 +28,10 @@ st.caption("Full-batch gradient descent raises the sharpness (the top Hessian ei
 
 
 @st.cache_resource(scope="session", show_spinner=False,
-                   on_release=lambda h: h["job"].stop(wait=None) if h.get("job") else None)
+                   on_release=lambda h: h["job"].cancel() if h.get("job") else None)
 def holder() -> dict:
-    """This tab's run: {"job": EosJob or None}; its job stops when the tab goes."""
+    """This tab's run: {"job": a background job (eos.start_job) or None}; its job is cancelled
+    when the tab goes."""
     return {"job": None}
 
 
@@ -124,45 +125,62 @@ m2.metric("Parameter updates", f"{cfg.steps:,}")
 
 # --------------------------------------------------------------------------- play / pause / stop
 
+
+def stop(job) -> None:
+    """Cancel the job and wait for its thread: its partial result is then its result."""
+    job.cancel()
+    job.join(10)
+
+
 job = H["job"]
 b1, b2, b3 = st.columns(3)
 if b1.button("Start", key="start", type="primary", icon=":material/play_arrow:"):
     if job is not None:
-        job.stop()
+        stop(job)
     try:
-        job = H["job"] = eos.EosJob(cfg, threads=THREADS).start()
+        job = H["job"] = eos.start_job(cfg, threads=THREADS)
         H["cfg"] = cfg.to_dict()
     except LandscapeError as e:
         job = H["job"] = None
         st.error(f"{e}. Change the settings and try again.")
-if job is not None and job.paused and not job.finished:
+if job is not None and job.poll().state == "paused":
     if b2.button("Resume", key="resume", icon=":material/play_arrow:"):
         job.resume()
     if b3.button("Stop", key="stop_paused", icon=":material/stop:"):
-        job.stop()
+        stop(job)
         st.rerun()
 
 
-@st.fragment(run_every=0.5 if job is not None and job.running else None)
+def latest(status):
+    """The result to show: the final (or, once stopped, partial) result, else the partial one."""
+    if status.result is not None:
+        return status.result
+    return status.partial[0] if status.partial else None
+
+
+@st.fragment(run_every=0.5 if job is not None and job.poll().state == "running" else None)
 def live() -> None:
     job = H["job"]
     if job is None:
         st.info("Press Start: the loss and the sharpness are drawn as training goes.")
         return
-    progress, part = job.poll()
-    if job.running:
-        st.progress(progress, text=f"Training: step {job.step:,} of {job.config.steps:,}")
+    status = job.poll()
+    if status.state == "running":
+        total = status.total or H["cfg"]["steps"]
+        st.progress(min(1.0, status.done / total), text=f"Training: step {status.done:,} of {total:,}")
         p1, p2 = st.columns(2)
         if p1.button("Pause", key="pause", icon=":material/pause:"):
             job.pause()
             st.rerun()
         if p2.button("Stop", key="stop", icon=":material/stop:"):
-            job.stop()
+            stop(job)
             st.rerun()
+        part = latest(status)
         if part is not None and len(part.eig_steps):
             st.plotly_chart(eos.fig_loss_sharpness(part), width="stretch", key="live_fig")
-    elif st.session_state.get("eos_live_done") is not job:
-        st.session_state["eos_live_done"] = job  # one full rerun to draw the final panels
+    elif st.session_state.get("eos_live_done") != (id(job), status.state):
+        # one full rerun to draw the panels below (again after a resume)
+        st.session_state["eos_live_done"] = (id(job), status.state)
         st.rerun()
 
 
@@ -201,15 +219,17 @@ def show(res: eos.EosResult) -> None:
 
 try:
     job = H["job"]
-    if job is not None and not job.running:
-        if job.error:
-            st.error(f"{job.error}. Change the settings and try again.")
+    status = job.poll() if job is not None else None
+    if status is not None and status.state != "running":
+        if status.error:
+            st.error(f"{status.error}. Change the settings and try again.")
         else:
-            _, result = job.poll()
+            result = latest(status)
             if result is not None and len(result.loss):
-                if not result.meta["complete"]:
-                    st.info(f"{'Paused' if job.paused and not job.finished else 'Stopped'} at step "
-                            f"{result.meta['steps_done']:,}.")
+                if status.state == "paused":
+                    st.info(f"Paused at step {status.done:,}.")
+                elif not result.meta["complete"]:
+                    st.info(f"Stopped at step {result.meta['steps_done']:,}.")
                 show(result)
 except LandscapeError as e:
     st.error(f"{e}. Change the settings and try again.")

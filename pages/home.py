@@ -2,8 +2,7 @@
 
 import streamlit as st
 
-from ui.lessons import LESSONS
-from ui.nav import ensure_app
+from ui.nav import LESSONS, ensure_app
 
 ensure_app()  # before anything is drawn: see ui/nav.py
 
@@ -16,14 +15,11 @@ st.markdown(
     "**Compare architectures**: the same network with and without skip connections, on one "
     "colour scale.")
 
-PAGE = {"live": "pages/live.py", "surface": "pages/surface.py",
-        "spectral": "pages/spectral_bias.py", "opposing": "pages/opposing.py",
-        "eos": "pages/eos.py", "inspect": "pages/inspect.py"}
 st.subheader("Lessons")
 cols = st.columns(3)
 for i, lesson in enumerate(LESSONS):
     with cols[i % 3].container(border=True):
         st.markdown(f"**{lesson.title}**")
         st.caption(lesson.text)
-        st.page_link(PAGE[lesson.page], label="Open", icon=":material/arrow_forward:",
+        st.page_link(lesson.file, label="Open", icon=":material/arrow_forward:",
                      query_params={k: str(v) for k, v in lesson.params.items()})

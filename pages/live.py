@@ -13,31 +13,20 @@ from landscape.core.train import TrainConfig
 from landscape.io import checkpoints as checkpoint
 from landscape.surface import figures as plots
 from landscape.surface.live import LiveConfig, LiveRun
+from ui import settings, state
 from ui.nav import ensure_app
 
 ensure_app()  # before anything is drawn: see ui/nav.py
 
-lecture = st.query_params.get("lecture") == "1"
+lecture = settings.lecture()
 st.title("Live training")
 
 SPEEDS = [2, 5, 10, 20, 60, 200, 1000]
 CUSTOM_DATA = ["digits", "moons", "circles", "spirals", "gaussians"]
 
 
-def _close(holder):
-    run = holder.get("run")
-    if run is not None:
-        run.close()
-
-
-@st.cache_resource(scope="session", on_release=_close, show_spinner=False)
-def session_holder():
-    """One live run per browser tab; closed when the tab goes."""
-    return {}
-
-
-holder = session_holder()
-st.session_state["live_holder"] = holder
+# One live run per browser tab: paused while another page is shown, closed when the tab goes.
+holder = state.holder("live", page="live")
 
 with st.expander("Setup", expanded=not lecture):
     c1, c2, c3 = st.columns(3)
@@ -109,7 +98,8 @@ def device():
 
 
 def new_run():
-    _close(holder)
+    if holder.get("run") is not None:
+        holder["run"].close()
     holder["run"] = None
     m, d, cfg, recipe = build_recipe()
     holder["run"] = LiveRun(m, d, cfg, LiveConfig(directions=dirs_kind, grid=int(grid),

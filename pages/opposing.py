@@ -1,11 +1,15 @@
 """Opposing-signals page: examples whose losses swing in anti-phase at the edge of stability
 (Rosenfeld & Risteski 2023), found label-free on digits with a planted feature and checked
-against matched random controls."""
+against matched random controls. The run is the one background job (progress and Cancel);
+finished runs are kept per settings for every session."""
 
+import collections
 import dataclasses
+import json
 
 import streamlit as st
 
+import ui.jobs as ui_jobs
 from landscape.core.errors import Cancelled, LandscapeError
 from landscape.lessons import opposing as opp
 from ui.nav import compute_settings, ensure_app
@@ -21,9 +25,24 @@ st.caption("Full-batch gradient descent at the edge of stability: a few groups o
            "known: a 2x2 patch on 10% of the 3s and 8s.")
 
 
-@st.cache_data(show_spinner=False, max_entries=8)
-def run_opposing(cfg: dict) -> opp.OpposingResult:
-    return opp.train(opp.OpposingConfig.from_dict(cfg), threads=THREADS)
+FINISHED = 8  # finished runs kept for all sessions
+
+
+@st.cache_resource(show_spinner=False)
+def finished_runs() -> collections.OrderedDict:
+    """Finished results by settings, shared by the sessions (the last ``FINISHED``)."""
+    return collections.OrderedDict()
+
+
+def run_opposing(cfg: dict, progress=None, cancel=None):
+    """The run for ``cfg`` in the background job: its result, or ``("cancelled" | "error",
+    message)`` (returned, not raised, so the page keeps the settings and does not restart)."""
+    try:
+        return opp.train(opp.OpposingConfig.from_dict(cfg), cancel=cancel, progress=progress)
+    except Cancelled as e:
+        return "cancelled", str(e)
+    except LandscapeError as e:
+        return "error", str(e)
 
 
 with st.sidebar:
@@ -95,9 +114,40 @@ if base.data == "toy":
             "It converges up to about 2.1 x 2/lambda_0 and diverges from 2.2 x on, so nothing "
             "oscillates here; compare the digits recipes.")
 
-try:
-    with st.spinner(f"Training {cfg['steps']:,} steps (about 10 s per 1,500 on one thread)..."):
-        result = run_opposing(cfg)
+
+
+def result_for(cfg: dict):
+    """The finished result for ``cfg``, or None after drawing the progress panel (with Cancel)
+    or the message of a cancelled or failed run."""
+    try:  # a setting that cannot run: one clear error, no job
+        opp.OpposingConfig.from_dict(cfg).validate()
+    except LandscapeError as e:
+        st.error(f"{e}. Change the settings and try again.")
+        return None
+    key = json.dumps(cfg, sort_keys=True)
+    done = finished_runs()
+    if key in done:
+        done.move_to_end(key)
+        return done[key]
+    attempt = st.session_state.get("op_attempt", 0)  # "Run again" after a cancel starts anew
+    out = ui_jobs.keyed_result("opposing", json.dumps([key, attempt]), run_opposing, cfg, threads=THREADS)
+    if isinstance(out, opp.OpposingResult):
+        done[key] = out
+        while len(done) > FINISHED:
+            done.popitem(last=False)
+        return out
+    if out is not None:
+        kind, message = out
+        if kind == "cancelled":
+            st.warning(f"Run cancelled ({message} of {cfg['steps']:,}). Your settings are kept: press Run again, "
+                       "or change a setting to start a new run.", icon=":material/cancel:")
+            st.button("Run again", key="op_run_again", icon=":material/replay:",
+                      on_click=lambda: st.session_state.update(op_attempt=attempt + 1))
+        else:
+            st.error(f"{message}. Change the settings and try again.")
+    return None
+
+
+result = result_for(cfg)
+if result is not None:
     show(result)
-except (LandscapeError, Cancelled) as e:
-    st.error(f"{e}. Change the settings and try again.")

@@ -27,9 +27,9 @@ def run_spectral(cfg: dict) -> sb.SpectralResult:
 
 
 @st.cache_resource(scope="session", max_entries=2, show_spinner=False,
-                   on_release=lambda job: job.stop(wait=None))
-def live_job(cfg: dict) -> sb.SpectralJob:
-    return sb.SpectralJob(sb.SpectralConfig.from_dict(cfg), threads=THREADS).start()
+                   on_release=lambda job: job.cancel())
+def live_job(cfg: dict):
+    return sb.spectral_job(sb.SpectralConfig.from_dict(cfg), threads=THREADS)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -96,24 +96,27 @@ try:
 
         @st.fragment(run_every=0.5 if job.running else None)
         def live():
-            progress, part = job.poll()
+            status = job.poll()
             if job.running:
-                st.progress(progress, text=f"Training: step {job.step:,} of {cfg['steps']:,}")
+                st.progress(min(1.0, status.done / cfg["steps"]),
+                            text=f"Training: step {status.done:,} of {cfg['steps']:,}")
                 if st.button("Stop", key="stop"):
-                    job.stop()
+                    job.cancel()
+                    job.join(5.0)
                     st.rerun()
-                if part is not None:
-                    st.plotly_chart(sb.fig_heatmap(part), width="stretch", key="live_heatmap")
+                if status.partial:
+                    st.plotly_chart(sb.fig_heatmap(status.partial[0]), width="stretch", key="live_heatmap")
             elif not st.session_state.get("live_done"):
                 st.session_state["live_done"] = True
                 st.rerun()
 
         st.session_state["live_done"] = not job.running
         live()
-        if job.error:
-            st.error(f"{job.error}. Change the settings and try again.")
-        elif not job.running:
-            _, result = job.poll()
+        status = job.poll()
+        if status.error:
+            st.error(f"{status.error}. Change the settings and try again.")
+        elif status.finished:
+            result = status.result
             if result is not None and len(result.steps):
                 if not result.meta["complete"]:
                     st.info(f"Stopped at step {result.meta['steps_done']:,}.")

@@ -12,11 +12,11 @@ import numpy as np
 import streamlit as st
 
 from landscape import presets, surface
+from landscape.core import ray as cluster
 from landscape.core.device import choose_device
 from landscape.core.errors import LandscapeError
-from landscape.io import surfaces as store
 from landscape.surface import figures as plots
-from landscape.surface import ray as distributed
+from landscape.surface.executors.ray import RayGridEvaluator
 from ui import jobs as ui_jobs
 from ui.export import figure_exports
 from ui.nav import ensure_app
@@ -54,10 +54,10 @@ with st.expander("Setup", expanded=not lecture):
     samples = c4.select_slider("Evaluation examples", ["200", "500", "1000", "all"], value="500",
                                key="samples", bind="query-params")
     log = c4.toggle("Log scale", key="log", bind="query-params")
-    ray_address = distributed.configured_address()
+    ray_address = cluster.configured_address()
     use_ray = False
     if ray_address:
-        ok, why = distributed.ray_available()
+        ok, why = cluster.ray_available()
         use_ray = c4.toggle(f"Compute on the Ray cluster ({ray_address})", key="use_ray",
                             disabled=not ok, help=why)
 
@@ -95,7 +95,7 @@ def compute(preset_name, cfg, device_name="cpu", ray_address=None, progress=None
     res = surface.compute(run.model, run.data, surface.SurfaceConfig(**cfg),
                           trajectory=run.trajectory, hessian_vectors=hvecs, progress=progress,
                           cancel=cancel, device=None if dev.type == "cpu" else dev,
-                          grid_fn=distributed.RayGridEvaluator(ray_address) if ray_address
+                          grid_fn=RayGridEvaluator(ray_address) if ray_address
                           else None)
     if res.trajectory is not None:
         res.trajectory["loss"] = surface.trajectory_losses(run.model, run.data,
@@ -135,7 +135,7 @@ def downloads(result, stem: str, fig):
 
     def file_bytes(suffix):
         with tempfile.TemporaryDirectory() as tmp:
-            path = store.save(result, Path(tmp) / f"surface{suffix}")
+            path = surface.save(result, Path(tmp) / f"surface{suffix}")
             return path.read_bytes()
 
     d1.download_button("Surface .h5", lambda: file_bytes(".h5"), f"{stem}.h5",

@@ -12,7 +12,7 @@ torch.set_num_threads(1)
 @pytest.fixture(scope="session", autouse=True)
 def _stop_workers():
     yield
-    from landscape.surface import pool as workers
+    from landscape.surface.executors import pool as workers
 
     workers.shutdown()
 

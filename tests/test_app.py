@@ -30,7 +30,7 @@ def test_home_lists_lessons_that_link_to_pages():
     at.run()
     assert not at.exception
     assert at.title[0].value == "landscape"
-    from ui.lessons import LESSONS
+    from ui.nav import LESSONS
 
     links = at.get("page_link")
     assert len(links) == len(LESSONS) >= 10
@@ -170,16 +170,13 @@ def test_surface_page_hessian_directions():
 def test_every_lesson_link_sets_valid_widget_values():
     """A lesson's query parameters must be values its page accepts (invalid ones are
     silently dropped by Streamlit, which would open the wrong view)."""
-    from ui.lessons import LESSONS
+    from ui.nav import LESSONS
 
-    pages = {"live": "pages/live.py", "surface": "pages/surface.py",
-             "spectral": "pages/spectral_bias.py", "opposing": "pages/opposing.py",
-             "eos": "pages/eos.py", "inspect": "pages/inspect.py"}
     for lesson in LESSONS:
         if not lesson.params:
             continue
         at = AppTest.from_file(APP, default_timeout=240)
-        at.switch_page(pages[lesson.page])
+        at.switch_page(lesson.file)
         for k, v in lesson.params.items():
             at.query_params[k] = str(v)
         at.run()

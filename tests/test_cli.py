@@ -62,10 +62,20 @@ def test_pca_interpolate_and_one_d_from_the_cli(capsys, trained, tmp_path):
     assert code == 0, err
     code, out, err = run(capsys, "surface", "--checkpoint", str(trained), "--directions",
                          "interpolate", "--checkpoint2", str(tmp_path / "b.safetensors"),
-                         "--dim", "1", "--grid", "21", "--json")
+                         "--dim", "1", "--grid", "21", "--out", str(tmp_path / "ab.npz"), "--json")
     assert code == 0, err
     res = json.loads(out)
-    assert res["shape"] == [1, 21] and res["x"][0] == -0.5 and res["barrier_height"] >= 0
+    assert res["shape"] == [1, 21] and res["x"][0] == -0.5
+    # The barrier height is max over t in [0, 1] of L(t) minus the chord between L(A) and L(B),
+    # recomputed here from the written curve (t = 0 and t = 1 are grid points).
+    with np.load(tmp_path / "ab.npz") as z:
+        t, curve = z["xcoordinates"], np.asarray(z["train_loss"]).reshape(-1)
+    i0, i1 = int(np.argmin(abs(t))), int(np.argmin(abs(t - 1)))
+    assert abs(t[i0]) < 1e-9 and abs(t[i1] - 1) < 1e-9
+    inside = (t >= -1e-9) & (t <= 1 + 1e-9)
+    chord = (1 - t) * curve[i0] + t * curve[i1]
+    assert res["barrier_height"] == pytest.approx(float(np.max((curve - chord)[inside])), rel=1e-6, abs=1e-9)
+    assert res["loss_a"] == pytest.approx(float(curve[i0]), rel=1e-6)
 
 
 def test_exported_program_with_user_data(capsys, tmp_path):

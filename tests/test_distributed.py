@@ -1,4 +1,5 @@
-"""Surfaces and Hessian spectra on Ray (landscape.surface.ray), against a local Ray with two
+"""Surfaces and Hessian spectra on Ray (landscape.core.ray, landscape.surface.executors.ray,
+landscape.hessian.ray), against a local Ray with two
 CPUs started once for the module (Ray itself takes about 10 s to start on 2 cores and each
 worker about 5 s to import torch, so everything shares one instance)."""
 
@@ -12,20 +13,22 @@ import ray  # the `distributed` extra, part of the `test` extra
 import torch
 
 from landscape import hessian, surface
+from landscape.core import ray as session
 from landscape.core.errors import Cancelled, LandscapeError
 from landscape.core.params import Layout, flat_params
-from landscape.surface import ray as dist
+from landscape.hessian import ray as hray
 from landscape.surface.directions import random_plane
 from landscape.surface.evaluators import build_evaluator
+from landscape.surface.executors import ray as dist
 
 
 @pytest.fixture(scope="module")
 def cluster():
-    dist.shutdown()
-    started = dist.init(num_cpus=2)
-    dist.warm()
+    session.shutdown()
+    started = session.init(num_cpus=2)
+    session.warm()
     yield started
-    dist.shutdown()
+    session.shutdown()
     if ray.is_initialized():
         ray.shutdown()
     assert not ray.is_initialized()
@@ -53,11 +56,11 @@ def positions_logged(log_dir):
 
 
 def test_app_hook_reports_ray_and_reads_the_configured_address():
-    ok, msg = dist.ray_available()
+    ok, msg = session.ray_available()
     assert ok and msg.startswith(f"Ray {ray.__version__}")
-    assert dist.configured_address({dist.ENV_ADDRESS: " ray://head:10001 "}) == "ray://head:10001"
-    assert dist.configured_address({dist.ENV_ADDRESS: "  "}) is None
-    assert dist.configured_address({}) is None
+    assert session.configured_address({session.ENV_ADDRESS: " ray://head:10001 "}) == "ray://head:10001"
+    assert session.configured_address({session.ENV_ADDRESS: "  "}) is None
+    assert session.configured_address({}) is None
 
 
 def test_task_key_follows_the_task_and_the_grid(task):
@@ -112,7 +115,7 @@ def test_a_killed_worker_is_retried_and_nothing_is_lost(cluster, task, tmp_path)
     log_dir = tmp_path / "log"
     log_dir.mkdir()
     hooks = {"crash_chunk": 2, "marker": str(marker), "log_dir": str(log_dir)}
-    loss, acc, info = dist.evaluate_grid_ray(task, xs, ys, chunk_size=8, _hooks=hooks)
+    loss, acc, info = dist.evaluate_grid_ray(task, xs, ys, chunk_size=8, hooks=hooks)
     assert marker.exists()  # the worker really died (os._exit) on chunk 2's first attempt
     assert int(marker.read_text()) > 0
     np.testing.assert_array_equal(loss, ref_loss)
@@ -142,7 +145,7 @@ def test_cancel_stops_the_tasks_and_a_rerun_resumes_from_the_checkpoint(cluster,
     with pytest.raises(Cancelled) as exc:
         dist.evaluate_grid_ray(task, xs, ys, chunk_size=8, progress=progress, cancel=cancel,
                                checkpoint_path=ckpt,
-                               _hooks={"delay": 0.25, "log_dir": str(log1)})
+                               hooks={"delay": 0.25, "log_dir": str(log1)})
     assert time.perf_counter() - when["t"] < 2.0  # raised promptly
     ploss, pacc = exc.value.partial
     assert ploss.shape == (11, 13) and pacc.shape == (11, 13)
@@ -166,7 +169,7 @@ def test_cancel_stops_the_tasks_and_a_rerun_resumes_from_the_checkpoint(cluster,
     seen = []
     loss, acc, info = dist.evaluate_grid_ray(task, xs, ys, chunk_size=8, checkpoint_path=ckpt,
                                              progress=lambda d, t, l, a: seen.append(d),
-                                             _hooks={"log_dir": str(log2)})
+                                             hooks={"log_dir": str(log2)})
     np.testing.assert_array_equal(loss, ref_loss)
     np.testing.assert_array_equal(acc, ref_acc)
     assert info["points_resumed"] == finished.sum()
@@ -181,6 +184,47 @@ def test_cancel_stops_the_tasks_and_a_rerun_resumes_from_the_checkpoint(cluster,
     assert not ckpt.exists()  # removed after the complete run
 
 
+@pytest.mark.parametrize("arch", ["mlp", "bn_cnn"])
+def test_every_cpu_executor_gives_the_oracle_grid(cluster, small_digits, arch):
+    """Local, worker processes, Ray and vmap on a CPU: the same grid as the dense oracle
+    evaluated point by point (float64, 1e-6 relative); BatchNorm statistics kept."""
+    from oracles import surface_point
+
+    from landscape.core import models
+    from landscape.surface.executors.local import LocalExecutor
+    from landscape.surface.executors.pool import PoolExecutor
+    from landscape.surface.executors.vmap import VmapExecutor
+
+    spec = ({"name": "mlp", "args": {"in_dim": 64, "out_dim": 10, "widths": [16]}} if arch == "mlp"
+            else {"name": "cnn", "args": {"channels": [4, 8], "batchnorm": True}})
+    model = models.build(spec, seed=0, dtype=torch.float64).eval()
+    if arch == "bn_cnn":  # non-trivial statistics, so keeping them matters
+        with torch.no_grad():
+            for m in model.modules():
+                if isinstance(m, torch.nn.BatchNorm2d):
+                    m.running_mean.uniform_(-0.5, 0.5)
+                    m.running_var.uniform_(0.5, 2.0)
+    d = small_digits.subset(120, 0)
+    w = flat_params(model)
+    dx, dy = random_plane(w, Layout.of(model), seed=2)
+    task = surface.make_task(model, d, dx, dy, surface.SurfaceConfig())
+    xs, ys = np.linspace(-1.0, 0.5, 5), np.linspace(-0.5, 1.0, 4)
+    X = d.X.to(torch.float64)
+    expect = np.array([[surface_point(model, X, d.y, "cross_entropy", task.w, task.dx, task.dy, a, b)
+                        for a in xs] for b in ys])  # [ny, nx, (loss, acc)]
+    executors = {"local": LocalExecutor(), "pool": PoolExecutor(2), "ray": dist.RayExecutor(chunk_size=4),
+                 "vmap": VmapExecutor("cpu")}
+    for name, ex in executors.items():
+        loss, acc, info = surface.evaluate(task, surface.GridPlan.of(xs, ys), ex)
+        assert loss.shape == (4, 5), name
+        np.testing.assert_allclose(loss, expect[..., 0], rtol=1e-6, atol=0, err_msg=name)
+        np.testing.assert_allclose(acc, expect[..., 1], rtol=1e-6, atol=0, err_msg=name)
+        if name == "pool":
+            assert info["workers"] == 2  # the worker processes did the work
+        if name == "ray":
+            assert info["backend"] == "ray" and info["points_computed"] == 20
+
+
 # --------------------------------------------------------------------------- Hessian
 
 
@@ -192,7 +236,7 @@ def op(trained_mlp, small_digits):
 def test_hutchinson_on_ray_equals_the_local_estimate(cluster, op):
     local = hessian.hutchinson_trace(op, probes=20, seed=3)
     seen = []
-    remote = dist.hutchinson_trace_ray(op, probes=20, seed=3, probes_per_task=6,
+    remote = hray.hutchinson_trace_ray(op, probes=20, seed=3, probes_per_task=6,
                                        progress=lambda d, t: seen.append((d, t)))
     np.testing.assert_allclose(remote.samples, local.samples, rtol=1e-10, atol=0)
     assert abs(remote.trace - local.trace) <= 1e-10 * abs(local.trace)
@@ -200,14 +244,14 @@ def test_hutchinson_on_ray_equals_the_local_estimate(cluster, op):
     assert remote.hvps == 20 and remote.meta["backend"] == "ray"
     assert sorted(seen) == seen and seen[-1] == (20, 20) and len(seen) == 4
     # another seed gives other probes
-    other = dist.hutchinson_trace_ray(op, probes=20, seed=4)
+    other = hray.hutchinson_trace_ray(op, probes=20, seed=4)
     assert abs(other.trace - local.trace) > 1e-6
 
 
 def test_slq_on_ray_equals_the_local_density(cluster, op, trained_mlp, small_digits):
     local = hessian.slq_density(op, probes=3, lanczos_steps=20, seed=5)
-    spec = dist.HessianSpec(trained_mlp.model, small_digits.X, small_digits.y)
-    remote = dist.slq_density_ray(spec, probes=3, lanczos_steps=20, seed=5)
+    spec = hray.HessianSpec(trained_mlp.model, small_digits.X, small_digits.y)
+    remote = hray.slq_density_ray(spec, probes=3, lanczos_steps=20, seed=5)
     np.testing.assert_allclose(remote.nodes, local.nodes, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(remote.weights, local.weights, rtol=1e-10, atol=1e-14)
     assert abs(remote.sigma - local.sigma) <= 1e-10 * local.sigma
@@ -223,15 +267,15 @@ def test_hessian_cancel_and_bad_input_come_back_as_themselves(cluster, op, small
     cancel = threading.Event()
     cancel.set()
     with pytest.raises(Cancelled) as exc:
-        dist.hutchinson_trace_ray(op, probes=8, seed=0, cancel=cancel)
+        hray.hutchinson_trace_ray(op, probes=8, seed=0, cancel=cancel)
     assert exc.value.partial.shape == (8,)
     # train-mode Dropout: the worker's operator refuses it; not retried, same error type
     model = torch.nn.Sequential(torch.nn.Linear(64, 16), torch.nn.Dropout(0.5),
                                 torch.nn.Linear(16, 10)).double()
-    spec = dist.HessianSpec(model, small_digits.X, small_digits.y)
+    spec = hray.HessianSpec(model, small_digits.X, small_digits.y)
     t0 = time.perf_counter()
     with pytest.raises(LandscapeError, match="train mode"):
-        dist.hutchinson_trace_ray(spec, probes=4, seed=0)
+        hray.hutchinson_trace_ray(spec, probes=4, seed=0)
     assert time.perf_counter() - t0 < 10
 
 
@@ -251,9 +295,7 @@ def test_cli_surface_on_ray_equals_the_local_run(cluster, tmp_path, capsys):
     assert main(args + ["--ray", "--out", str(tmp_path / "s.npz")]) == 0
     remote = json.loads(capsys.readouterr().out)
     assert remote["method"] == local["method"] and remote["shape"] == [5, 7]
-    from landscape.io import surfaces as store
-
-    res = store.load(tmp_path / "s.npz")
+    res = surface.load(tmp_path / "s.npz")
     assert res.meta["backend"] == "ray"
     assert abs(remote["loss_min"] - local["loss_min"]) == 0.0
     assert data.load_builtin("moons").n == res.meta["n_eval"]

@@ -1,4 +1,4 @@
-"""Edge of stability (DESIGN 3.4) measured on the CPU: the signature at eta = 0.4 and 0.2, the
+"""Edge of stability (Cohen et al. 2021) measured on the CPU: the signature at eta = 0.4 and 0.2, the
 stability thresholds on quadratics, the tracked eigenvalues against dense Hessians, the cost
 of tracking, the 1-D lesson, the loss along u_1, the CLI and the page under AppTest."""
 
@@ -20,6 +20,7 @@ from landscape.core.errors import LandscapeError
 from landscape.lessons import eos
 
 torch.set_num_threads(1)
+JOB_THREAD = "landscape-job-eos"  # the thread of eos.start_job
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -35,7 +36,7 @@ def fast_run():
 
 @pytest.fixture(scope="module")
 def design_run():
-    """DESIGN 3.4's recipe as is: eta = 0.2, 1,500 steps, eigenvalues every 25 (about 4 s)."""
+    """The canonical recipe eos-tanh as is: eta = 0.2, 1,500 steps, eigenvalues every 25 (about 4 s)."""
     return eos.train(eos.preset("eos-tanh"))
 
 
@@ -64,7 +65,7 @@ def test_eos_signature_eta_04(fast_run):
     assert res.threshold == pytest.approx(5.0)
     c = _signature(res)
     assert 100 <= c <= 250, c
-    # at the edge the top two eigenvalues nearly coincide (DESIGN 3.4)
+    # at the edge the top two eigenvalues nearly coincide
     late = res.eig_steps >= 250
     assert np.all(res.eigenvalues[late, 1] >= 0.85 * res.eigenvalues[late, 0])
     # and the gradient points along the sharp direction: its curvature is near 2/eta too
@@ -75,7 +76,7 @@ def test_eos_signature_eta_04(fast_run):
 def test_eos_signature_design_recipe_and_tracking_cost(design_run):
     res = design_run
     c = _signature(res)
-    assert 425 <= c <= 575, c  # DESIGN 3.4: near step 500
+    assert 425 <= c <= 575, c  # near step 500
     # Tracking cost at eig-every 25: at most half the training time. Thread CPU seconds (the
     # wall clock on this shared 2-core machine counts other people's work).
     m = res.meta
@@ -302,23 +303,34 @@ def test_events_pause_resume_and_determinism():
 
 
 def test_job_runs_pauses_resumes_and_stops():
-    job = eos.EosJob(eos.preset("eos-tanh-fast", steps=3000, eig_every=50)).start()
+    job = eos.start_job(eos.preset("eos-tanh-fast", steps=3000, eig_every=50))
     try:
         deadline = time.time() + 30
-        while job.poll()[1] is None and time.time() < deadline:
+        while not job.poll().partial and time.time() < deadline:
             time.sleep(0.05)
+        assert job.poll().partial, "no partial result within 30 s"
         job.pause()
-        assert job.paused and not job.running and not job.finished
-        step = job.step
-        job.resume()
+        time.sleep(0.3)  # the step in flight ends, then the job holds
+        st = job.poll()
+        assert st.state == "paused" and job.running and not st.finished
+        step = st.done
         time.sleep(0.3)
-        job.stop()
-        assert job.finished and job.error is None and job.step >= step
-        _, res = job.poll()
+        assert job.poll().done == step  # paused: no step is taken
+        job.resume()
+        deadline = time.time() + 30
+        while job.poll().done == step and time.time() < deadline:
+            time.sleep(0.05)
+        assert job.poll().state == "running" and job.poll().done > step
+        job.cancel()
+        st = job.join(30)
+        assert st.finished and st.state == "cancelled" and st.error is None
+        res = st.result  # a stopped run keeps its partial result
         assert res is not None and not res.meta["complete"] and len(res.eig_steps) >= 1
+        assert res.meta["steps_done"] > step
     finally:
-        job.stop()
-    assert not any(t.name == "eos" for t in threading.enumerate())
+        job.cancel()
+        job.join(30)
+    assert not any(t.name == JOB_THREAD for t in threading.enumerate())
 
 
 def test_save_and_load_round_trip(tmp_path, fast_run):
@@ -441,7 +453,7 @@ def test_cli_functions(tmp_path, capsys):
 
 def _wait_for_jobs(timeout=60.0):
     for t in threading.enumerate():
-        if t.name == "eos":
+        if t.name == JOB_THREAD:
             t.join(timeout)
 
 
@@ -481,10 +493,10 @@ def test_page_lesson_short_run_and_error():
         assert not at.exception and at.radio(key="eos_opt").value == "adam"
         assert at.select_slider(key="eos_lr_adam").value == pytest.approx(4e-3)
     finally:
-        if any(t.name == "eos" for t in threading.enumerate()):
+        if any(t.name == JOB_THREAD for t in threading.enumerate()):
             st.cache_resource.clear()
         _wait_for_jobs(10)
-    assert not any(t.name == "eos" for t in threading.enumerate())
+    assert not any(t.name == JOB_THREAD for t in threading.enumerate())
 
 
 def test_page_live_run_pauses_resumes_and_stops():
@@ -514,8 +526,8 @@ def test_page_live_run_pauses_resumes_and_stops():
         assert not at.exception and not at.error
         stopped = [i.value for i in at.info]
         assert stopped and stopped[0].startswith("Stopped at step"), stopped
-        assert not any(t.name == "eos" for t in threading.enumerate())
+        assert not any(t.name == JOB_THREAD for t in threading.enumerate())
     finally:
-        if any(t.name == "eos" for t in threading.enumerate()):
+        if any(t.name == JOB_THREAD for t in threading.enumerate()):
             st.cache_resource.clear()
         _wait_for_jobs(10)

@@ -1,6 +1,6 @@
-"""Tests of landscape.hessian.operator against ground truth: exact Hessians of tiny float64 models
-(``torch.func.hessian``, dense ``eigvalsh``), analytic quadratics, and the outlier recipes of
-DESIGN.md 3.3."""
+"""Tests of the Hessian wing against ground truth: exact Hessians of tiny float64 models
+(``oracles.exact_hessian``, dense ``eigvalsh``), analytic quadratics, and the outlier recipes
+of Papyan (2019, 2020): class-structured mixtures and random labels."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import threading
 import numpy as np
 import pytest
 import torch
+from oracles import exact_hessian
 from torch import nn
-from torch.func import functional_call
 
 from landscape import hessian as hs
 from landscape.core.data import load_builtin
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated
 
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread():
-    """Small models on 2 cores: one torch thread is much faster (DESIGN.md 1)."""
+    """Small models on 2 cores: one torch thread is much faster."""
     prev = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -48,23 +48,8 @@ def gd(model, X, y, steps, lr, kind="cross_entropy"):
         return float(loss(model(X), y, kind))
 
 
-def exact_hessian(model, X, y, kind):
-    """Ground truth: torch.func.hessian of the loss as a function of the flat parameters."""
-    named = [(n, p.detach()) for n, p in model.named_parameters() if p.requires_grad]
-    theta = torch.cat([p.reshape(-1) for _, p in named])
-
-    def f(t):
-        params, s = {}, 0
-        for n, p in named:
-            params[n] = t[s:s + p.numel()].reshape(p.shape)
-            s += p.numel()
-        return loss(functional_call(model, params, (X,)), y, kind)
-
-    return torch.func.hessian(f)(theta).numpy()
-
-
 def mixture(random_labels=False, seed=0, classes=4, dim=10, separation=2.0):
-    """DESIGN.md 3.3's Gaussian mixture: N = 300, class means ``separation`` apart on average."""
+    """A Gaussian mixture: N = 300, class means ``separation`` apart on average."""
     ds = load_builtin("gaussians", n=300, classes=classes, dim=dim, separation=separation,
                       random_labels=random_labels, seed=seed)
     return ds.X.to(torch.float64), ds.y
@@ -495,7 +480,7 @@ def _recipe(act, train, random_labels=False, seed=0):
 
 @pytest.mark.parametrize("random_labels", [False, True], ids=["a_true_labels", "b_random_labels"])
 def test_outlier_recipe_relu_gives_c_minus_1_clean_outliers(random_labels):
-    """DESIGN.md 3.3 (a) and (b): 4-class mixture, ReLU 10-64-64-4, GD lr 0.1 x 300, CE:
+    """Papyan's outliers, true (a) and random (b) labels: 4-class mixture, ReLU 10-64-64-4, GD lr 0.1 x 300, CE:
     k = C - 1 = 3 with rho >= 0.8 in the run, <= 0.1 after, eigen-gap >= 1.5 at the split."""
     s = _recipe("relu", train=True, random_labels=random_labels)
     assert s.verdict == "clean" and s.clean, s.message
@@ -505,7 +490,7 @@ def test_outlier_recipe_relu_gives_c_minus_1_clean_outliers(random_labels):
 
 
 def test_outlier_recipe_tanh_at_init_gives_no_separation():
-    """DESIGN.md 3.3 (c): a tanh network at initialisation, zero-mean features."""
+    """(c) No outliers: a tanh network at initialisation, zero-mean features."""
     s = _recipe("tanh", train=False)
     assert s.verdict == "no separation" and not s.clean and s.n_outliers == 0, s.message
     assert s.max_gap_ratio < 1.2
@@ -525,3 +510,66 @@ def test_pyhessian_cross_check(tiny, op):
     t = hs.pyhessian_trace(tiny["model"], tiny["X"], tiny["y"], "cross_entropy")
     assert t.hvps == len(t.samples) >= 2
     assert t.trace == pytest.approx(np.trace(tiny["H"]), rel=0.15)
+
+
+# --------------------------------------------------------------------------- re-pointing
+
+
+def test_tensor_hvp_and_set_point_match_the_exact_hessian_at_the_new_point(tiny):
+    """``set_point`` takes any float tensor or array; ``hvp`` stays in torch; both agree with
+    the dense Hessian at the new point, and the caller's model never moves."""
+    X, y, model = tiny["X"], tiny["y"], tiny["model"]
+    before = torch.nn.utils.parameters_to_vector(model.parameters()).detach().clone()
+    o = hs.HessianOperator(model, X, y, "cross_entropy")
+    v = torch.from_numpy(np.random.default_rng(4).standard_normal(o.n_params))
+    Hv = o.hvp(v)
+    assert isinstance(Hv, torch.Tensor) and Hv.dtype == torch.float64 and o.hvps == 1
+    np.testing.assert_allclose(Hv.numpy(), tiny["H"] @ v.numpy(), atol=1e-12 * np.abs(tiny["H"]).max())
+    new = before + 0.1 * torch.randn(o.n_params, generator=torch.Generator().manual_seed(5),
+                                     dtype=before.dtype)
+    o.set_point(new.float())  # a float32 tensor: converted into the float64 buffer
+    moved = copy.deepcopy(model)
+    with torch.no_grad():
+        torch.nn.utils.vector_to_parameters(new.float().double(), moved.parameters())
+    H_new = exact_hessian(moved, X, y, "cross_entropy")
+    np.testing.assert_array_equal(o.point(), new.float().double().numpy())
+    np.testing.assert_allclose(o.hvp(v).numpy(), H_new @ v.numpy(), atol=1e-12 * np.abs(H_new).max())
+    np.testing.assert_allclose(o.matvec(v.numpy()), H_new @ v.numpy(), atol=1e-12 * np.abs(H_new).max())
+    assert o.hvps == 3 and o.graph_builds == 2
+    assert torch.equal(torch.nn.utils.parameters_to_vector(model.parameters()), before)
+    with pytest.raises(LandscapeError):
+        o.hvp(v[:-1])
+
+
+# --------------------------------------------------------------------------- saving
+
+
+def _same(a, b):
+    """Dataclass results equal field by field (arrays exactly, NaN == NaN)."""
+    assert type(a) is type(b)
+    for k, va in vars(a).items():
+        vb = getattr(b, k)
+        if isinstance(va, np.ndarray):
+            np.testing.assert_array_equal(np.asarray(vb), va)
+        elif isinstance(va, float) and math.isnan(va):
+            assert math.isnan(vb)
+        elif k != "meta":
+            assert vb == va, k
+    assert set(b.meta) == set(a.meta)
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".json"])
+def test_every_result_type_round_trips(tiny, op, tmp_path, suffix):
+    eig = hs.top_eigenpairs(op, 3)
+    results = [eig, hs.hutchpp_trace(op, probes=12), hs.slq_density(op, probes=2, lanczos_steps=8),
+               hs.outlier_split(eig.eigenvalues, eig.eigenvectors, op.class_mean_gradients()),
+               hs.layer_spectra(op, probes=10)]
+    for i, r in enumerate(results):
+        path = r.save(tmp_path / f"r{i}{suffix}")
+        back = type(r).load(path)
+        _same(r, back)
+        assert back.meta.get("hvps") == r.meta.get("hvps")
+    lay = hs.LayerResult.load(tmp_path / f"r4{suffix}")
+    assert lay.shapes == op.shapes and lay.names == op.names
+    with pytest.raises(LandscapeError, match="not a EigenResult"):
+        hs.EigenResult.load(tmp_path / f"r1{suffix}")

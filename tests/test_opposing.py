@@ -1,4 +1,4 @@
-"""Opposing signals (DESIGN 3.6) measured on digits with a planted feature against its
+"""Opposing signals (Rosenfeld & Risteski 2023) measured on digits with a planted feature against its
 control, the bookkeeping on hand-made inputs, the toy, determinism, bad input, the CLI
 functions and the page under AppTest."""
 
@@ -407,13 +407,31 @@ def test_cli_functions(tmp_path, capsys):
 
 # --------------------------------------------------------------------------- the page
 
-def test_page_renders_charts_and_gallery_and_shows_errors():
+def _page(**params):
     from streamlit.testing.v1 import AppTest
 
     at = AppTest.from_file("../pages/opposing.py", default_timeout=180)
-    at.query_params["op_steps"] = "300"
-    at.query_params["op_window"] = "100"
+    for k, v in params.items():
+        at.query_params[k] = str(v)
+    return at
+
+
+def _rerun_until(at, ok, seconds=180.0):
+    """The run is a background job that AppTest does not tick: rerun until ``ok(at)``."""
+    import time
+
+    end = time.perf_counter() + seconds
     at.run()
+    while not ok(at):
+        assert not at.exception, at.exception
+        assert time.perf_counter() < end, "the page never got there"
+        time.sleep(0.25)
+        at.run()
+    return at
+
+
+def test_page_renders_charts_and_gallery_and_shows_errors():
+    at = _rerun_until(_page(op_steps=300, op_window=100), lambda at: len(at.get("plotly_chart")) > 0)
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
     figs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
@@ -436,3 +454,35 @@ def test_page_renders_charts_and_gallery_and_shows_errors():
     at.slider(key="op_window").set_value(400).run()
     assert not at.exception
     assert len(at.error) == 1 and "longer than the run" in at.error[0].value
+
+
+def test_page_run_is_a_background_job_that_cancels_and_keeps_the_settings():
+    import time
+
+    at = _page(op_steps=3000, op_seed=7)
+    at.run()
+    assert not at.exception, at.exception
+    job = at.session_state["opposing_job"]["job"]
+    for _ in range(200):  # wait until it trains
+        if job.poll().done > 0:
+            break
+        time.sleep(0.1)
+    status = job.poll()
+    assert status.state == "running" and 0 < status.done < status.total == 3000, status
+    t0 = time.perf_counter()
+    job.cancel()
+    assert job.join(10).state == "done"  # the page's function returns the cancellation
+    assert time.perf_counter() - t0 < 3.0
+    _rerun_until(at, lambda at: len(at.warning) > 0, seconds=30)
+    assert "Run cancelled" in at.warning[0].value, at.warning[0].value
+    assert not at.get("plotly_chart") and not at.error
+    assert at.session_state["op_steps"] == 3000 and at.session_state["op_seed"] == 7
+    # the cancelled run stays cancelled (no restart) until "Run again"
+    at.run()
+    assert at.session_state["opposing_job"] is None and "Run cancelled" in at.warning[0].value
+    at.button(key="op_run_again").click().run()
+    assert not at.exception
+    again = at.session_state["opposing_job"]["job"]
+    assert again is not job and again.poll().state == "running"
+    again.cancel()
+    again.join(10)

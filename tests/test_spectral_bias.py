@@ -1,4 +1,4 @@
-"""Spectral bias (DESIGN 3.5) measured on the CPU, the FFT bookkeeping, Neural Redshift at
+"""Spectral bias measured on the CPU, the FFT bookkeeping, Neural Redshift at
 init, determinism, bad input, and the page under AppTest."""
 
 import argparse
@@ -18,7 +18,7 @@ from landscape.lessons import spectral_bias as sb
 torch.set_num_threads(1)
 
 # Raw input, k = 1..10 cycles per unit x (bins 2..20), 2,000 steps: about 4 s a seed.
-# (The DESIGN recipe's k = 2..20 at 2,000 steps leaves 6-8 frequencies short of half
+# (The CPU recipe's k = 2..20 at 2,000 steps leaves 6-8 frequencies short of half
 # amplitude, Spearman 0.70-0.75; see the report.)
 QUICK = sb.PRESETS["quick"]
 
@@ -107,6 +107,27 @@ def test_events_and_partial_results():
     full = run.result()
     assert list(full.steps) == [0, 10, 20, 30, 40] and full.meta["complete"]
     assert len(full.loss) == 41 and full.outputs.shape == (5, 200)
+
+
+def test_background_job_publishes_partial_results_and_keeps_them_when_cancelled():
+    import time
+
+    job = sb.spectral_job(sb.SpectralConfig(steps=100_000, record_every=10, region_points=0),
+                          snapshot_every=2, threads=1)
+    t0 = time.perf_counter()
+    while not job.poll().partial:
+        assert time.perf_counter() - t0 < 30 and job.running, job.poll()
+        time.sleep(0.01)
+    part = job.poll().partial[0]
+    assert part.steps[-1] % 20 == 0 and not part.meta["complete"]
+    job.cancel()
+    st = job.join(10)
+    assert st.state == "cancelled" and not job.running
+    assert st.result.meta["steps_done"] == st.done < 100_000 and len(st.result.steps) >= len(part.steps)
+    done = sb.spectral_job(sb.SpectralConfig(steps=30, record_every=10, region_points=0)).join(30)
+    assert done.state == "done" and done.result.meta["complete"] and done.partial[0].meta["complete"]
+    with pytest.raises(LandscapeError, match="steps"):
+        sb.spectral_job(sb.SpectralConfig(steps=0))
 
 
 def test_save_and_load_round_trip(tmp_path):
@@ -274,6 +295,9 @@ def test_page_runs_a_short_run_and_shows_charts():
     assert math.isfinite(float(values["Mean frequency (cycles per unit input)"]))
 
 
+JOB_THREAD = "landscape-job-spectral-bias"  # the page's background job
+
+
 def test_page_long_run_trains_live_and_stops():
     import threading
     import time
@@ -294,10 +318,10 @@ def test_page_long_run_trains_live_and_stops():
         stopped = [i.value for i in at.info]
         assert stopped and stopped[0].startswith("Stopped at step")
         assert len(at.get("plotly_chart")) >= 8  # the partial result is drawn in full
-        assert not any(t.name == "spectral-bias" for t in threading.enumerate())
+        assert not any(t.name == JOB_THREAD for t in threading.enumerate())
     finally:  # on failure, stop the page's job (its on_release stops it) and wait for it
-        if any(t.name == "spectral-bias" for t in threading.enumerate()):
+        if any(t.name == JOB_THREAD for t in threading.enumerate()):
             st.cache_resource.clear()
         for t in threading.enumerate():
-            if t.name == "spectral-bias":
+            if t.name == JOB_THREAD:
                 t.join(10)

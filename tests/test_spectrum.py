@@ -1,14 +1,19 @@
 """The Hessian report against ground truth on a model small enough for the exact Hessian."""
 
+import copy
+import json
+
 import numpy as np
 import pytest
-import torch
+from oracles import exact_hessian
 
 from landscape.core import data, models
 from landscape.core.errors import Cancelled, LandscapeError
-from landscape.core.params import Layout, flat_params
 from landscape.core.train import TrainConfig, train
 from landscape.hessian import report as spectrum
+
+# torch.func.hessian (the ground truth) loads forward-AD decompositions via torch.jit.script
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")
 
 
 @pytest.fixture(scope="module")
@@ -20,21 +25,14 @@ def tiny():
     return tr, d
 
 
-def exact_hessian(model, d):
-    lay = Layout.of(model)
-    m = model.double()
-    w0 = flat_params(m)
-
-    def loss(theta):
-        out = torch.func.functional_call(m, lay.to_dict(theta), (d.X.double(),))
-        return torch.nn.functional.cross_entropy(out, d.y)
-
-    return torch.autograd.functional.hessian(loss, w0).numpy()
+def exact(model, d):
+    """The dense Hessian of the mean cross-entropy, in float64, of a copy of ``model``."""
+    return exact_hessian(copy.deepcopy(model).double(), d.X.double(), d.y, "cross_entropy")
 
 
 def test_report_matches_the_exact_hessian(tiny):
     tr, d = tiny
-    H = exact_hessian(tr.model, d)
+    H = exact(tr.model, d)
     ev = np.sort(np.linalg.eigvalsh(H))[::-1]
     rep = spectrum.compute_report(tr.model, d, "cross_entropy", trace="hutchpp", probes=60,
                                   density=True, layers=True, smallest=True)
@@ -72,7 +70,7 @@ def test_spectrum_over_training_uses_first_middle_last(tiny):
 def test_top_directions_are_unit_eigenvectors(tiny):
     tr, d = tiny
     u1, u2, vals = spectrum.top_directions(tr.model, d, "cross_entropy")
-    H = exact_hessian(tr.model, d)
+    H = exact(tr.model, d)
     assert abs(np.linalg.norm(u1) - 1) < 1e-9 and abs(u1 @ u2) < 1e-6
     assert np.linalg.norm(H @ u1 - vals[0] * u1) < 1e-6 * vals[0]
 
@@ -85,3 +83,75 @@ def test_bad_requests_and_cancel(tiny):
     stop.set()
     with pytest.raises(Cancelled):
         spectrum.compute_report(tr.model, d, "cross_entropy", cancel=stop)
+
+
+def _same_report(a, b):
+    for part in ("eig", "trace", "split", "density", "layers", "smallest"):
+        ra, rb = getattr(a, part), getattr(b, part)
+        assert (ra is None) == (rb is None), part
+        if ra is None:
+            continue
+        for k in type(ra).ARRAYS:
+            np.testing.assert_array_equal(np.asarray(getattr(rb, k)), np.asarray(getattr(ra, k)))
+        for k, v in vars(ra).items():
+            if k not in type(ra).ARRAYS and k != "meta" and v == v:  # NaN fields checked apart
+                assert getattr(rb, k) == v, (part, k)
+    assert b.meta == json.loads(json.dumps(a.meta))
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".json"])
+def test_report_and_training_spectra_round_trip(tiny, tmp_path, suffix):
+    tr, d = tiny
+    rep = spectrum.compute_report(tr.model, d, "cross_entropy", probes=12, layers=True,
+                                  smallest=True)
+    _same_report(rep, spectrum.SpectrumReport.load(rep.save(tmp_path / f"rep{suffix}")))
+    bare = spectrum.compute_report(tr.model, d, "cross_entropy", trace="none", density=False,
+                                   outliers=False, top_k=2)
+    back = spectrum.SpectrumReport.load(bare.save(tmp_path / f"bare{suffix}"))
+    assert back.trace is None and back.split is None and back.density is None
+    _same_report(bare, back)
+    traj = (tr.trajectory.steps, tr.trajectory.params)
+    ts = spectrum.spectrum_over_training(tr.model, d, "cross_entropy", traj, n=2, top_k=2)
+    ts2 = spectrum.TrainingSpectra.load(ts.save(tmp_path / f"ts{suffix}"))
+    np.testing.assert_array_equal(ts2.steps, ts.steps)
+    np.testing.assert_array_equal(ts2.top, ts.top)
+    assert len(ts2.densities) == 2 and ts2.meta == ts.meta
+    for a, b in zip(ts.densities, ts2.densities):
+        np.testing.assert_array_equal(b.density, a.density)
+        assert b.sigma == a.sigma
+    with pytest.raises(LandscapeError, match="not a Hessian report"):
+        spectrum.SpectrumReport.load(rep.eig.save(tmp_path / f"eig{suffix}"))
+
+
+def test_cli_out_file_loads_back_into_the_computed_report(tiny, tmp_path, capsys):
+    """``landscape hessian --out X.npz``: the arrays old readers use are still there, and the
+    file loads into a report whose numbers equal those the command printed."""
+    from landscape.cli.main import main
+    from landscape.io import checkpoints
+
+    tr, d = tiny
+    ck = checkpoints.save(tr.model, tmp_path / "tiny.safetensors")
+    np.savez(tmp_path / "data.npz", X=d.X.numpy(), y=d.y.numpy())
+    out = tmp_path / "h.npz"
+    code = main(["hessian", "--checkpoint", str(ck), "--data", str(tmp_path / "data.npz"),
+                 "--top-k", "3", "--density", "--probes", "12", "--smallest", "--out", str(out),
+                 "--json"])
+    printed = json.loads(capsys.readouterr().out)
+    assert code == 0 and printed["out"] == str(out)
+    with np.load(out, allow_pickle=False) as z:
+        for key in ("eigenvalues", "residuals", "rho", "density_grid", "density", "meta_json"):
+            assert key in z.files, key
+        legacy = json.loads(str(z["meta_json"]))
+        np.testing.assert_array_equal(z["eigenvalues"][:3], printed["top_eigenvalues"])
+    for key, v in printed.items():
+        if key != "out":
+            assert legacy[key] == v, key
+    rep = spectrum.SpectrumReport.load(out)
+    assert rep.eig.eigenvalues[:3].tolist() == printed["top_eigenvalues"]
+    assert rep.eig.residuals[:3].tolist() == printed["residuals"]
+    assert rep.trace.trace == printed["trace"] and rep.trace.stderr == printed["trace_stderr"]
+    assert rep.split.n_outliers == printed["n_outliers"] and rep.split.rho.tolist() == printed["rho"]
+    assert rep.density.sigma == printed["density_sigma"]
+    assert rep.smallest.eigenvalues[0] == printed["smallest_eigenvalue"]
+    assert rep.meta["hvps"] == printed["hvps"] and rep.meta["n_params"] == printed["n_params"]
+    assert rep.eig.eigenvectors.shape == (len(rep.eig.eigenvalues), printed["n_params"])

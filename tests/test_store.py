@@ -4,7 +4,7 @@ import pytest
 
 from landscape import surface
 from landscape.core.errors import LandscapeError
-from landscape.io import surfaces as store
+from landscape.surface import result as store
 
 
 @pytest.fixture(scope="module")
@@ -57,3 +57,19 @@ def test_bad_files(tmp_path, result):
     (tmp_path / "junk.h5").write_bytes(b"not hdf5")
     with pytest.raises(LandscapeError, match="not a readable"):
         store.load(tmp_path / "junk.h5")
+
+
+def test_the_io_layer_reads_plain_fields_and_never_imports_the_surface_wing(tmp_path, result):
+    import subprocess
+    import sys
+
+    from landscape.io import surfaces as files
+
+    path = store.save(result, tmp_path / "s.npz")
+    fields = files.load(path)
+    assert set(fields) == set(files.FIELDS) and isinstance(fields["meta"], dict)
+    np.testing.assert_array_equal(fields["loss"], result.loss)
+    code = ("import sys, landscape.io.surfaces as f; "
+            "print(any(m.startswith('landscape.surface') for m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

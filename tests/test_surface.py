@@ -270,3 +270,57 @@ def test_pca_refuses_a_trajectory_of_another_model(trained_mlp, small_digits):
     with pytest.raises(LandscapeError, match="last snapshot is not this model"):
         surface.compute(tr.model, small_digits, surface.SurfaceConfig(directions="pca"),
                         trajectory=(tr.trajectory.steps, other))
+
+
+def test_batchnorm_recompute_off_the_cpu_is_refused_alike_by_every_executor(small_digits, monkeypatch):
+    """One rule, decided before any point runs: recomputing BatchNorm statistics needs the
+    per-point CPU evaluators. A local GPU, a batched executor and Ray GPU workers all refuse
+    it with the same message (no GPU needed: the refusal comes first)."""
+    from landscape.core import ray as cluster
+    from landscape.surface.executors.ray import RayExecutor
+    from landscape.surface.executors.vmap import VmapExecutor
+
+    m = models.build(CNN_BN, seed=0)
+    lay, w = Layout.of(m), flat_params(m)
+    dx, dy = dirs.random_plane(w, lay, seed=0)
+    task = surface.make_task(m, small_digits, dx, dy, surface.SurfaceConfig(bn="recompute"))
+    task.bn_data = task.X
+    plan = surface.GridPlan.of(np.linspace(-1, 1, 3), np.linspace(-1, 1, 3))
+    errors = []
+    for device, batched in (("cuda", False), ("cuda", True), ("mps", False), ("cpu", True)):
+        with pytest.raises(LandscapeError) as e:
+            surface.check_options(task, device, batched)
+        errors.append(str(e.value))
+    # the local path with a GPU device (the grid function every caller uses) ...
+    with pytest.raises(LandscapeError) as e:
+        surface.evaluate_grid(task, plan.xs, plan.ys, workers=1, device="cuda")
+    errors.append(str(e.value))
+    with pytest.raises(LandscapeError) as e:
+        surface.evaluate(task, plan, VmapExecutor("cpu"))
+    errors.append(str(e.value))
+    # ... and Ray on a cluster whose tasks get GPUs (the cluster faked: nothing is started)
+    monkeypatch.setattr(cluster, "init", lambda *a, **k: 0.0)
+    monkeypatch.setattr(cluster, "cluster_slots", lambda gpus_per_task=None: (2, 1.0))
+    with pytest.raises(LandscapeError) as e:
+        surface.evaluate(task, plan, RayExecutor())
+    errors.append(str(e.value))
+    assert len(set(errors)) == 1 and "BatchNorm" in errors[0]
+    # on a CPU, per point, it is accepted (and keeping the statistics is accepted anywhere)
+    surface.check_options(task, "cpu", False)
+    keep = surface.PlaneTask(**{**task.__dict__, "bn": "keep"})
+    for device, batched in (("cuda", False), ("cuda", True), ("cpu", True)):
+        surface.check_options(keep, device, batched)
+
+
+def test_evaluate_with_the_local_executor_equals_evaluate_grid(trained_mlp, small_digits):
+    from landscape.surface.executors.local import LocalExecutor
+
+    m = trained_mlp.model
+    dx, dy = dirs.random_plane(flat_params(m), Layout.of(m), seed=1)
+    task = surface.make_task(m, small_digits, dx, dy, surface.SurfaceConfig())
+    xs, ys = np.linspace(-1, 1, 6), np.linspace(-0.5, 0.5, 3)
+    a_loss, a_acc, a_info = surface.evaluate(task, surface.GridPlan.of(xs, ys), LocalExecutor())
+    b_loss, b_acc, b_info = surface.evaluate_grid(task, xs, ys, workers=1)
+    np.testing.assert_array_equal(a_loss, b_loss)
+    np.testing.assert_array_equal(a_acc, b_acc)
+    assert a_info["method"] == b_info["method"] == "mlp" and a_info["workers"] == 1

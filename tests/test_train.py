@@ -1,3 +1,6 @@
+import threading
+
+import numpy as np
 import pytest
 import torch
 
@@ -103,3 +106,89 @@ def test_digits_mlp_preset_trains_well_and_is_cached():
 def test_every_preset_builds_and_its_model_fits_its_data(name):
     m, d = presets.make(name)
     assert models.output_size(m, d.input_shape) >= (d.n_classes or 1)
+
+
+def _live(steps_per_second=None, steps=400, **kw):
+    from landscape.surface.live import LiveConfig, LiveRun
+
+    p = presets.get("moons-mlp")
+    m, d = presets.make("moons-mlp")
+    cfg = TrainConfig.from_dict({**p.train.to_dict(), "steps": steps})
+    return LiveRun(m, d, cfg, LiveConfig(steps_per_second=steps_per_second, grid=11, **kw))
+
+
+def _wait(pred, timeout=30.0):
+    import time
+
+    t = time.time()
+    while not pred():
+        assert time.time() - t < timeout, "timed out"
+        time.sleep(0.02)
+
+
+def test_live_run_plays_pauses_steps_and_finishes_on_the_one_job():
+    import time
+
+    from landscape.core.jobs import BackgroundJob
+
+    run = _live(steps_per_second=200)
+    try:
+        assert isinstance(run.job, BackgroundJob)
+        time.sleep(0.3)
+        s = run.state()
+        assert (s.status, s.step) == ("ready", 0) and run.job.poll().state == "paused"
+        run.play()
+        _wait(lambda: run.state().step >= 20)
+        assert run.state().status == "playing" and run.playing
+        run.pause()
+        time.sleep(0.1)
+        held = run.state().step
+        time.sleep(0.4)
+        assert run.state().step == held and run.state().status == "paused"  # the job holds
+        run.step(3)
+        _wait(lambda: run.state().step == held + 3)
+        time.sleep(0.2)
+        assert run.state().step == held + 3
+        run.set_speed(None)
+        run.play()
+        _wait(lambda: run.state().status == "finished")
+        s = run.state()
+        assert s.step == s.total == 400 and len(s.loss) == 400 and s.plane_kind == "pca"
+        _wait(lambda: run.state().surface_done == 1.0)
+        s = run.state()
+        assert s.surface_loss.shape == (11, 11) and np.isfinite(s.surface_loss).all()
+        assert len(s.traj_coords) == len(s.off_plane) > 8 and s.message is None
+        run.play()  # a finished run stays finished
+        assert run.state().status == "finished"
+    finally:
+        run.close()
+    assert run.state().status == "closed" and not run.job.running
+
+
+def test_live_run_close_stops_a_paused_or_playing_run_quickly():
+    import time
+
+    for play in (False, True):
+        run = _live(steps_per_second=50, steps=5000)
+        if play:
+            run.play()
+            _wait(lambda run=run: run.state().step > 2)
+        t0 = time.perf_counter()
+        run.close()
+        assert time.perf_counter() - t0 < 2.0
+        assert not run.job.running
+        assert not [t for t in threading.enumerate() if t.name.startswith("landscape-job-live")]
+
+
+def test_live_run_divergence_is_an_error_status_with_its_message():
+    from landscape.surface.live import LiveConfig, LiveRun
+
+    d = data.load_builtin("digits", n=200)
+    run = LiveRun(models.build(MLP, seed=0), d, TrainConfig("gd", lr=1e6, steps=50, loss="mse"),
+                  LiveConfig(steps_per_second=None, grid=5))
+    try:
+        run.play()
+        _wait(lambda: run.state().status == "error")
+        assert "diverged" in run.state().message and "\n" not in run.state().message
+    finally:
+        run.close()

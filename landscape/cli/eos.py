@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from landscape.cli.common import add_output_args, checked_out
 from landscape.core.device import warm_up
-from landscape.lessons.eos.run import OPTIMIZERS, PRESETS, preset, save, train
+from landscape.lessons.eos.config import OPTIMIZERS, PRESETS, preset
+from landscape.lessons.eos.result import save
+from landscape.lessons.eos.run import train
 
 NAME = "eos"
 

@@ -24,7 +24,8 @@ def add_parser(sub) -> None:
     h.add_argument("--smallest", action="store_true",
                    help="also the most negative eigenvalue (with its residual)")
     h.add_argument("--seed", type=int, default=0)
-    h.add_argument("--out", help="result file (.npz)")
+    h.add_argument("--out", help="result file (.npz): the whole report, loadable with "
+                   "landscape.hessian.report.SpectrumReport.load")
 
 
 def run(args) -> dict:
@@ -58,13 +59,8 @@ def run(args) -> dict:
     if rep.smallest is not None:
         out["smallest_eigenvalue"] = float(rep.smallest.eigenvalues[0])
         out["smallest_residual"] = float(rep.smallest.residuals[0])
-    if args.out:
-        arrays = {"eigenvalues": rep.eig.eigenvalues, "residuals": rep.eig.residuals}
-        if rep.split is not None:
-            arrays["rho"] = rep.split.rho
-        if rep.density is not None:
-            arrays["density_grid"], arrays["density"] = rep.density.grid, rep.density.density
-        np.savez(args.out, meta_json=np.array(json.dumps(out, default=str)), **arrays)
+    if args.out:  # arrays eigenvalues, residuals, rho, density_grid, density; meta_json = out
+        rep.save(args.out, summary=json.loads(json.dumps(out, default=str)))
         out["out"] = args.out
     if not args.json:
         print(f"top eigenvalues {np.round(out['top_eigenvalues'], 6).tolist()} "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from landscape.cli.common import add_output_args, checked_out
-from landscape.lessons.opposing.run import PRESETS, preset, save, train
+from landscape.lessons.opposing import PRESETS, preset, save, train
 
 NAME = "opposing"
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from landscape.cli.common import add_output_args, checked_out
-from landscape.lessons.spectral_bias.run import ENCODINGS, PRESETS, preset, save, train
+from landscape.lessons.spectral_bias import ENCODINGS, PRESETS, preset, save, train
 
 NAME = "spectral-bias"
 

@@ -43,7 +43,6 @@ def run(args) -> dict:
     from landscape import surface
     from landscape.core.device import choose_device
     from landscape.io import checkpoints as checkpoint
-    from landscape.io import surfaces as store
 
     if args.dim == 1 and len(args.grid) != 1:
         raise LandscapeError("a 1-D slice takes one grid size: --grid N")
@@ -73,9 +72,10 @@ def run(args) -> dict:
                              "written by `landscape train --out`, or --trajectory")
     grid_fn = None
     if args.ray:
-        from landscape.surface import ray as distributed
+        from landscape.core.ray import ray_available
+        from landscape.surface.executors import ray as distributed
 
-        ok, why = distributed.ray_available()
+        ok, why = ray_available()
         if not ok:
             raise LandscapeError(why)
         ckpt = distributed.default_checkpoint_path(args.out) if args.out else None
@@ -88,7 +88,7 @@ def run(args) -> dict:
     if traj is not None and res.trajectory is not None:
         res.trajectory["loss"] = surface.trajectory_losses(model, d, traj[1], loss)
     if args.out:
-        store.save(res, args.out)
+        surface.save(res, args.out)
     m = res.meta
     out = {"out": args.out, "shape": list(res.loss.shape) if res.dims == 2 else [1, len(res.x)],
            "x": res.x.tolist(), "y": None if res.y is None else res.y.tolist(),

@@ -2,7 +2,7 @@
 
 Measured on 2-core machines: small models under load run 5-15x slower with two torch
 threads than with one, so small-model work uses one thread per worker process and takes
-its parallelism from processes instead (see ``landscape.surface.compute``).
+its parallelism from processes instead (see ``landscape.surface.executors.pool``).
 """
 
 from __future__ import annotations

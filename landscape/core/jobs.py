@@ -79,6 +79,11 @@ class JobStatus:
         return self.state not in ("running", "paused")
 
 
+def _first_line(e: Exception) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else ""
+
+
 _live_jobs: weakref.WeakSet = weakref.WeakSet()
 
 
@@ -132,10 +137,10 @@ class BackgroundJob:
         except Cancelled as e:  # the partial result, if any, stays readable
             result, state, err = getattr(e, "partial", None), "cancelled", None
         except LandscapeError as e:
-            result, state, err = None, "error", str(e)
-        except Exception as e:  # a bug: keep the message, log the traceback
+            result, state, err = None, "error", _first_line(e)
+        except Exception as e:  # a bug: keep the message's first line, log the traceback
             traceback.print_exc()
-            result, state, err = None, "error", f"{type(e).__name__}: {e}"
+            result, state, err = None, "error", f"{type(e).__name__}: {_first_line(e)}"
         with self._lock:
             self._status.state, self._status.result, self._status.error = state, result, err
             self._status.seconds = time.perf_counter() - self._t0

@@ -1,32 +1,41 @@
-"""Curvature: one Hessian-vector-product operator and the algorithms built on it."""
+"""Curvature: one Hessian-vector-product operator and the algorithms built on it.
 
-from landscape.hessian.operator import (  # noqa: F401
+The face re-exports: :mod:`.operator` (the operators), :mod:`.results` (result types),
+:mod:`.lanczos` (top-k, smallest, :class:`Watch`), :mod:`.trace` (Hutchinson, Hutch++),
+:mod:`.slq` (density), :mod:`.outliers` (bulk/outlier split), :mod:`.layers` (per-layer
+blocks), :mod:`.pyhessian` (PyHessian cross-checks). :mod:`.report` and :mod:`.figures` are
+imported by name.
+"""
+
+from landscape.hessian.lanczos import (  # noqa: F401
+    ProgressFn,
+    Watch,
+    smallest_eigenvalue,
+    top_eigenpairs,
+)
+from landscape.hessian.layers import layer_spectra  # noqa: F401
+from landscape.hessian.operator import BlockOperator, DenseOperator, HessianOperator  # noqa: F401
+from landscape.hessian.outliers import (  # noqa: F401
     BULK_RHO,
     MIN_GAP_RATIO,
     OUTLIER_RHO,
-    BlockOperator,
-    DenseOperator,
+    bulk_and_outliers,
+    outlier_split,
+)
+from landscape.hessian.pyhessian import pyhessian_top_eigenvalues, pyhessian_trace  # noqa: F401
+from landscape.hessian.results import (  # noqa: F401
     DensityResult,
     EigenResult,
-    HessianOperator,
     LayerResult,
     OutlierResult,
-    ProgressFn,
     TraceResult,
-    Watch,
-    bulk_and_outliers,
-    hutchinson_trace,
-    hutchpp_trace,
+)
+from landscape.hessian.slq import (  # noqa: F401
     lanczos_quadrature,
-    layer_spectra,
-    outlier_split,
-    pyhessian_top_eigenvalues,
-    pyhessian_trace,
-    rademacher,
     slq_density,
     slq_sigma,
     slq_smooth,
-    smallest_eigenvalue,
-    top_eigenpairs,
     wasserstein1,
 )
+from landscape.hessian.trace import hutchinson_trace, hutchpp_trace, rademacher  # noqa: F401
+from landscape.hessian.tracking import ScaledOperator, track_top  # noqa: F401

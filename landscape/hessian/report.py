@@ -31,12 +31,67 @@ from landscape import hessian as hs
 from landscape.core.data import Dataset
 from landscape.core.device import DTYPES
 from landscape.core.errors import LandscapeError
+from landscape.hessian.results import save_parts
+from landscape.io import results as store
 
 BACKENDS = ("landscape", "pyhessian")
 
 
+#: The report's parts and their result types, in file order.
+PARTS = {"eig": hs.EigenResult, "trace": hs.TraceResult, "split": hs.OutlierResult,
+         "density": hs.DensityResult, "layers": hs.LayerResult, "smallest": hs.EigenResult}
+#: Arrays stored under their historical names (what ``landscape hessian --out`` always wrote).
+LEGACY_KEYS = {("eig", "eigenvalues"): "eigenvalues", ("eig", "residuals"): "residuals",
+               ("split", "rho"): "rho", ("density", "grid"): "density_grid",
+               ("density", "density"): "density"}
+
+
+def _key(part: str, name: str) -> str:
+    return LEGACY_KEYS.get((part, name), f"{part}_{name}")
+
+
+def _write(path, parts: dict, meta: dict, summary: dict | None, extra: dict | None = None):
+    """Write named results (``parts``: name -> result or None) as one file: each part's arrays
+    under ``_key(part, name)``, their JSON under ``meta["report"]["parts"]``, plus the
+    arrays ``extra`` (name -> array) as they are."""
+    arrays, infos = dict(extra or {}), {}
+    for part, res in parts.items():
+        if res is None:
+            continue
+        a, info = res.parts()
+        arrays.update({_key(part, k): v for k, v in a.items()})
+        infos[part] = info
+    file_meta = {**(summary or {}), "report": {"meta": meta, "parts": infos}}
+    return save_parts(path, arrays, file_meta)
+
+
+def _read(path, types) -> tuple[dict, dict, dict]:
+    """``(parts, report meta, file meta)`` from a file written by :func:`_write`;
+    ``types(part)`` is the result type of a part."""
+    _, file_meta = store.load(path, ())
+    rep = file_meta.get("report")
+    if not isinstance(rep, dict) or not isinstance(rep.get("parts"), dict):
+        raise LandscapeError(f"{path} is not a Hessian report file")
+    try:
+        kinds = {part: types(part) for part in rep["parts"]}
+    except KeyError as e:
+        raise LandscapeError(f"{path} holds an unknown report part {e}") from None
+    arrays, _ = store.load(path, [_key(p, k) for p, cls in kinds.items() for k in cls.ARRAYS])
+    parts = {p: cls.from_parts({k: arrays[_key(p, k)] for k in cls.ARRAYS}, rep["parts"][p])
+             for p, cls in kinds.items()}
+    return parts, rep.get("meta", {}), file_meta
+
+
 @dataclass
 class SpectrumReport:
+    """The parts of one Hessian report (see the module docstring); absent parts are None.
+
+    ``save(path)`` writes every part through the result store (.npz or .json); the top
+    eigenvalues, residuals, overlaps ``rho`` and the density keep the array names
+    ``eigenvalues``, ``residuals``, ``rho``, ``density_grid``, ``density``, and ``summary``
+    (e.g. the CLI's JSON) is merged into the top of the file's meta.
+    """
+
     eig: hs.EigenResult
     trace: hs.TraceResult | None
     split: hs.OutlierResult | None = None
@@ -44,6 +99,18 @@ class SpectrumReport:
     layers: hs.LayerResult | None = None
     smallest: hs.EigenResult | None = None
     meta: dict = field(default_factory=dict)
+
+    def save(self, path, summary: dict | None = None):
+        """Write the report to ``path`` (.npz or .json); returns the path."""
+        return _write(path, {p: getattr(self, p) for p in PARTS}, self.meta, summary)
+
+    @classmethod
+    def load(cls, path) -> SpectrumReport:
+        """The report written by :meth:`save`."""
+        parts, meta, _ = _read(path, PARTS.__getitem__)
+        if "eig" not in parts:
+            raise LandscapeError(f"{path} holds no eigenvalues")
+        return cls(**{p: parts.get(p) for p in PARTS}, meta=meta)
 
 
 def _progress(progress, stage: int, stages: int, name: str):
@@ -128,12 +195,30 @@ def compute_report(model, data: Dataset, loss: str, *, top_k: int = 5, outliers:
 
 @dataclass
 class TrainingSpectra:
-    """Top eigenvalues [S, k] and densities at snapshot ``steps`` [S]."""
+    """Top eigenvalues [S, k] and densities (a list of S DensityResult or None) at snapshot
+    ``steps`` [S]. ``save``/``load`` as for :class:`SpectrumReport` (densities as parts
+    ``density0``, ``density1``, ...)."""
 
     steps: np.ndarray
     top: np.ndarray
     densities: list
     meta: dict = field(default_factory=dict)
+
+    def save(self, path):
+        """Write the spectra to ``path`` (.npz or .json); returns the path."""
+        parts = {f"density{i}": d for i, d in enumerate(self.densities)}
+        meta = {**self.meta, "snapshots": len(self.densities)}
+        return _write(path, parts, meta, None, {"steps": self.steps, "top": self.top})
+
+    @classmethod
+    def load(cls, path) -> TrainingSpectra:
+        """The spectra written by :meth:`save`."""
+        parts, meta, _ = _read(path, lambda part: hs.DensityResult)
+        arrays, _ = store.load(path, ("steps", "top"))
+        n = int(meta.pop("snapshots", len(arrays["steps"])))
+        return cls(arrays["steps"], arrays["top"], [parts.get(f"density{i}") for i in range(n)],
+                   meta)
+
 
 
 def pick_snapshots(steps, n: int = 3) -> list[int]:

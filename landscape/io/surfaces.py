@@ -7,6 +7,12 @@ directions are groups ``xdirection``/``ydirection`` with one dataset per paramet
 in ``.npz`` they are arrays ``xdirection/<name>``. The recipe and metadata are JSON: the
 ``.h5`` file's ``recipe`` attribute, the ``.npz`` array ``meta_json``. The optional
 trajectory is JSON too (``trajectory`` attribute / ``trajectory_json`` array).
+
+This module reads and writes plain arrays and metadata: :func:`save` takes any record
+with the fields of :data:`FIELDS` (``x`` [nx], ``y`` [ny] or None, ``loss``/``acc``,
+``dx``/``dy`` flat directions [P] (``dy`` None for 1-D) in the order of ``names`` with
+``shapes``, ``meta`` dict, ``trajectory`` dict or None), and :func:`load` returns those
+fields as a dict. :func:`landscape.surface.result.load` makes it a ``SurfaceResult``.
 """
 
 from __future__ import annotations
@@ -18,23 +24,36 @@ from pathlib import Path
 import numpy as np
 
 from landscape.core.errors import LandscapeError
-from landscape.surface.compute import SurfaceResult
 
 FORMATS = (".h5", ".npz")
+FIELDS = ("x", "y", "loss", "acc", "dx", "dy", "names", "shapes", "meta", "trajectory")
 
 
 def _json(obj) -> str:
     return json.dumps(obj, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o))
 
 
-def save(result: SurfaceResult, path) -> Path:
-    """Write a surface to ``.h5`` or ``.npz`` (by suffix); returns the path."""
+def split_flat(flat, names: list[str], shapes: list[list[int]]) -> dict[str, np.ndarray]:
+    """A flat direction [P] as one array per parameter name, shaped as in ``shapes``."""
+    out, start = {}, 0
+    for n, s in zip(names, shapes):
+        k = int(np.prod(s)) if len(s) else 1
+        out[n] = flat[start:start + k].reshape(s)
+        start += k
+    return out
+
+
+def save(result, path) -> Path:
+    """Write a surface record (the fields of :data:`FIELDS` as attributes, e.g. a
+    ``SurfaceResult``) to ``.h5`` or ``.npz`` (by suffix); returns the path."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
         raise LandscapeError(f"unsupported output type {suffix or '(none)'}; use .h5 or .npz")
     path.parent.mkdir(parents=True, exist_ok=True)
     layout = {"names": result.names, "shapes": result.shapes}
+    directions = {"x": split_flat(result.dx, result.names, result.shapes),
+                  "y": None if result.dy is None else split_flat(result.dy, result.names, result.shapes)}
     if suffix == ".h5":
         import h5py
 
@@ -44,11 +63,11 @@ def save(result: SurfaceResult, path) -> Path:
                 f["ycoordinates"] = result.y
             f["train_loss"] = result.loss
             f["train_acc"] = result.acc
-            for which in ("x", "y"):
-                if which == "y" and result.dy is None:
+            for which, arrays in directions.items():
+                if arrays is None:
                     continue
                 grp = f.create_group(f"{which}direction")
-                for name, arr in result.direction_dict(which).items():
+                for name, arr in arrays.items():
                     grp.create_dataset(name, data=arr)
             f.attrs["recipe"] = _json(result.meta)
             f.attrs["layout"] = _json(layout)
@@ -59,10 +78,10 @@ def save(result: SurfaceResult, path) -> Path:
               "meta_json": np.array(_json(result.meta)), "layout_json": np.array(_json(layout))}
     if result.y is not None:
         arrays["ycoordinates"] = result.y
-    for which in ("x", "y"):
-        if which == "y" and result.dy is None:
+    for which, dirs in directions.items():
+        if dirs is None:
             continue
-        for name, arr in result.direction_dict(which).items():
+        for name, arr in dirs.items():
             arrays[f"{which}direction/{name}"] = arr
     if result.trajectory is not None:
         arrays["trajectory_json"] = np.array(_json(result.trajectory))
@@ -76,9 +95,10 @@ def _flat(dirs: dict, names: list[str]) -> np.ndarray:
     return np.concatenate([np.asarray(dirs[n]).reshape(-1) for n in names]).astype(np.float32)
 
 
-def load(path) -> SurfaceResult:
-    """Read a surface written by :func:`save` (or by the original loss-landscape code,
-    whose files lack the layout: directions then come back in file order)."""
+def load(path) -> dict:
+    """The fields (:data:`FIELDS`) of a surface written by :func:`save` (or by the original
+    loss-landscape code, whose files lack the layout: directions then come back in file
+    order)."""
     path = Path(path)
     if not path.exists():
         raise LandscapeError(f"surface file not found: {path}")
@@ -122,4 +142,4 @@ def load(path) -> SurfaceResult:
         names, shapes = layout["names"], layout["shapes"]
     dx = _flat(dx_d, names) if dx_d else np.zeros(0, np.float32)
     dy = _flat(dy_d, names) if dy_d else None
-    return SurfaceResult(x, y, loss, acc, dx, dy, names, shapes, meta, traj)
+    return dict(zip(FIELDS, (x, y, loss, acc, dx, dy, names, shapes, meta, traj)))

@@ -1,12 +1,100 @@
-"""What the training-dynamics lessons share: running a step generator to the end with a cancel
-event, and presets as config dataclasses with overrides."""
+"""What the training-dynamics lessons share: config dataclasses (:class:`LessonConfig`, with
+the dict round trip and the checks their ``validate`` methods use), running a step generator
+to the end with a cancel event, that run as the one background job (:func:`lesson_job`), and
+presets as config dataclasses with overrides.
+
+A lesson config is a ``@dataclass`` subclass of :class:`LessonConfig` naming itself in
+``what`` (e.g. ``"spectral-bias"``): ``to_dict()`` is JSON-ready (tuples become lists, all
+the way down), ``from_dict(d)`` rejects unknown keys in one line and turns lists back into
+tuples for the fields typed as tuples. ``validate()`` raises :class:`LandscapeError` with a
+one-line message; :func:`check`, :func:`is_int`, :func:`is_pos`, :func:`is_finite` and
+:func:`check_choice` keep each rule one line.
+"""
 
 from __future__ import annotations
+
+import math
+from dataclasses import asdict, fields
+from typing import ClassVar
+
+import numpy as np
 
 from landscape.core.device import torch_threads  # noqa: F401  (lessons import it from here)
 from landscape.core.errors import Cancelled, LandscapeError
 from landscape.core.jobs import BackgroundJob
 from landscape.io.results import jsonable, read_npz, result_path, write_npz  # noqa: F401
+
+
+def is_int(v) -> bool:
+    """A whole number: an int (not a bool), a numpy integer, or a float with no fraction."""
+    return (isinstance(v, (int, np.integer)) and not isinstance(v, bool)) or \
+        (isinstance(v, (float, np.floating)) and float(v).is_integer())
+
+
+def is_finite(v) -> bool:
+    """A finite real number (not a bool)."""
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and \
+        math.isfinite(v)
+
+
+def is_pos(v) -> bool:
+    """A finite number > 0."""
+    return is_finite(v) and v > 0
+
+
+def check(cond, message: str) -> None:
+    """Raise :class:`LandscapeError` with the one-line ``message`` unless ``cond``."""
+    if not cond:
+        raise LandscapeError(message)
+
+
+def check_choice(value, choices, what: str) -> None:
+    """``value`` must be one of ``choices``: ``unknown {what} 'x'; choose one of (...)``."""
+    check(value in choices, f"unknown {what} {value!r}; choose one of {tuple(choices)}")
+
+
+def _lists(v):
+    """Tuples (and lists) as lists, recursively, so a dict is JSON-ready."""
+    if isinstance(v, (tuple, list)):
+        return [_lists(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _lists(x) for k, x in v.items()}
+    return v
+
+
+def _tuples(v):
+    if isinstance(v, (tuple, list)):
+        return tuple(_tuples(x) for x in v)
+    return v
+
+
+class LessonConfig:
+    """Base of the lessons' config dataclasses (subclasses are ``@dataclass``; this class adds
+    no fields). ``what`` names the lesson in error messages."""
+
+    what: ClassVar[str] = "lesson"
+
+    def to_dict(self) -> dict:
+        """The fields as a JSON-ready dict (tuples become lists)."""
+        return _lists(asdict(self))
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        """The config from :meth:`to_dict`'s output (or any subset of the fields): unknown keys
+        are a one-line :class:`LandscapeError`; lists become tuples for the fields whose type
+        names a tuple (``tuple[int, ...]``, ``str | tuple[float, ...]``)."""
+        known = {f.name: f for f in fields(cls)}
+        unknown = set(d) - set(known)
+        if unknown:
+            raise LandscapeError(f"unknown {cls.what} options: {sorted(unknown)}")
+        d = dict(d)
+        for key, value in d.items():
+            if isinstance(value, (list, tuple)) and "tuple" in str(known[key].type):
+                d[key] = _tuples(value)
+        return cls(**d)
+
+    def validate(self) -> None:
+        """Raise :class:`LandscapeError` (one line) for any setting that cannot run."""
 
 
 def run_to_end(run, cancel=None, callback=None):

@@ -1,23 +1,23 @@
-"""Loss and accuracy on 1-D and 2-D grids around a model (Li et al. 2018).
+"""A surface in one call: directions by kind, then the loss on a grid around the model.
 
-The value at grid point ``(x_i, y_j)`` is the loss at ``w + x_i dx + y_j dy`` where ``w`` is
-the model's parameter vector; arrays are indexed ``[j, i]`` with shape ``(ny, nx)`` (the
-layout of the original loss-landscape code, non-square grids included). A 1-D slice has
-shape ``(nx,)``. The grid is centred on the model: ``(0, 0)`` is the model itself whenever
-the range contains 0.
+``compute(model, data, config)`` picks the directions (:mod:`landscape.surface.directions`)
+by ``config.directions``, then :func:`surface` evaluates ``L(center + x dx + y dy)`` on the
+grid of ``config`` (Li et al. 2018) with :func:`landscape.surface.evaluate.evaluate_grid`
+(or a ``grid_fn`` of the same signature, e.g. a Ray executor) and returns a
+:class:`~landscape.surface.result.SurfaceResult`: arrays ``(ny, nx)`` indexed ``[j, i]``
+for the point ``(x_i, y_j)``, or ``(nx,)`` for a 1-D slice; ``(0, 0)`` is the model
+whenever the range contains 0. With ``config.samples`` the grid is evaluated on a fixed
+subset and the subset's loss error against the full data is measured at the centre and
+the four corners. :func:`trajectory_losses` gives the real loss of training snapshots.
 
-Points are evaluated coarse-to-fine (every 2^k-th point first), so a caller drawing the
-partial result sees the whole picture early; the ``progress`` callback receives the live
-arrays (NaN where pending) and a ``cancel`` event stops the work between chunks, raising
-:class:`~landscape.core.errors.Cancelled` with the partial result. The caller's model is never
-changed: evaluation happens on private copies (see :mod:`landscape.surface.evaluators`).
+Progress, cancel (:class:`~landscape.core.errors.Cancelled` with the partial result) and
+the coarse-to-fine order come from :mod:`landscape.surface.evaluate`; the caller's model is
+never changed (checked by fingerprint).
 """
 
 from __future__ import annotations
 
-import threading
-import time
-from dataclasses import asdict, dataclass, field
+import copy
 
 import numpy as np
 import torch
@@ -25,125 +25,19 @@ from torch import nn
 
 from landscape.core import models
 from landscape.core.data import Dataset, check_fits
-from landscape.core.device import cpu_count
-from landscape.core.errors import Cancelled, LandscapeError
+from landscape.core.errors import LandscapeError
 from landscape.core.params import Layout, fingerprint, flat_params
 from landscape.surface import directions as dirs
-from landscape.surface.evaluators import PlaneTask, build_evaluator, evaluate_points_vmap
-
-DIRECTIONS = ("random", "pca", "interpolate", "hessian", "plane")
-BN_MODES = ("keep", "recompute")
-MAX_POINTS = 1_000_000
-
-
-@dataclass
-class SurfaceConfig:
-    """One surface recipe. ``grid`` is ``(nx,)`` for a 1-D slice or ``(nx, ny)``;
-    ``xrange``/``yrange`` are ``(lo, hi)`` in units of the direction (filter-normalized:
-    1.0 moves every filter by its own norm). ``samples``: evaluate on a fixed random subset
-    of that many examples (its error against the full data is measured and reported)."""
-
-    directions: str = "random"
-    grid: tuple[int, ...] = (41, 41)
-    xrange: tuple[float, float] = (-1.0, 1.0)
-    yrange: tuple[float, float] | None = None
-    norm: str = "filter"
-    ignore: str = "biasbn"
-    seed: int = 0
-    orthogonalize: bool = False
-    samples: int | None = None
-    sample_seed: int = 0
-    bn: str = "keep"
-    loss: str = "cross_entropy"
-    workers: int | None = None
-    method: str = "auto"
-
-    def validate(self) -> None:
-        if self.directions not in DIRECTIONS:
-            raise LandscapeError(f"unknown directions {self.directions!r}; choose one of {DIRECTIONS}")
-        if len(self.grid) not in (1, 2) or any(int(g) < 1 for g in self.grid):
-            raise LandscapeError(f"the grid must be N or NX NY with positive sizes, got {list(self.grid)}")
-        if np.prod([int(g) for g in self.grid]) > MAX_POINTS:
-            raise LandscapeError(f"grid of {np.prod(self.grid)} points is over the {MAX_POINTS} limit")
-        for r in (self.xrange, self.yrange):
-            if r is not None and (len(r) != 2 or not np.all(np.isfinite(r)) or r[0] > r[1]):
-                raise LandscapeError(f"a range must be LO HI with LO <= HI, got {list(r)}")
-        if self.bn not in BN_MODES:
-            raise LandscapeError(f"unknown BatchNorm mode {self.bn!r}; choose one of {BN_MODES}")
-        dirs._check(self.norm, self.ignore)
-
-    @property
-    def dims(self) -> int:
-        return len(self.grid)
-
-    def coordinates(self) -> tuple[np.ndarray, np.ndarray | None]:
-        nx = int(self.grid[0])
-        xs = np.linspace(self.xrange[0], self.xrange[1], nx)
-        if self.dims == 1:
-            return xs, None
-        yr = self.yrange if self.yrange is not None else self.xrange
-        return xs, np.linspace(yr[0], yr[1], int(self.grid[1]))
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        for key in ("grid", "xrange", "yrange"):
-            if d[key] is not None:
-                d[key] = list(d[key])
-        return d
-
-
-@dataclass
-class SurfaceResult:
-    """``loss``/``acc``: ``(ny, nx)`` for 2-D (``[j, i]`` is the point ``(x_i, y_j)``) or
-    ``(nx,)`` for 1-D; ``x`` [nx], ``y`` [ny] or None; ``dx``/``dy`` flat directions [P]
-    (``dy`` None for 1-D); ``names``/``shapes`` the parameter layout; ``trajectory``
-    optional ``{"steps", "coords" [T, 2], "off_plane", "loss"}``; ``meta`` the recipe."""
-
-    x: np.ndarray
-    y: np.ndarray | None
-    loss: np.ndarray
-    acc: np.ndarray
-    dx: np.ndarray
-    dy: np.ndarray | None
-    names: list[str]
-    shapes: list[list[int]]
-    meta: dict = field(default_factory=dict)
-    trajectory: dict | None = None
-
-    @property
-    def dims(self) -> int:
-        return 1 if self.y is None else 2
-
-    def direction_dict(self, which: str = "x") -> dict[str, np.ndarray]:
-        flat = self.dx if which == "x" else self.dy
-        out, start = {}, 0
-        for n, s in zip(self.names, self.shapes):
-            k = int(np.prod(s)) if len(s) else 1
-            out[n] = flat[start:start + k].reshape(s)
-            start += k
-        return out
-
-
-def coarse_to_fine(nx: int, ny: int = 1) -> np.ndarray:
-    """Flat indices ``j * nx + i`` ordered coarse-to-fine: the points on the stride-2^k
-    sub-lattice first (largest k), then each finer level; every index once. Inside a level
-    the order is row-major, so evaluators that cache per-row work (the MLP path's
-    ``XW + b XDy``) reuse it."""
-    order, seen = [], np.zeros(nx * ny, bool)
-    stride = 1
-    while stride * 2 < max(nx, ny):
-        stride *= 2
-    while stride >= 1:
-        ii = list(range(0, nx, stride)) + ([nx - 1] if (nx - 1) % stride else [])
-        jj = list(range(0, ny, stride)) + ([ny - 1] if (ny - 1) % stride else [])
-        for j in jj:
-            for i in ii:
-                k = j * nx + i
-                if not seen[k]:
-                    seen[k] = True
-                    order.append(k)
-        stride //= 2
-    return np.asarray(order, dtype=np.int64)
+from landscape.surface.evaluate import evaluate_grid
+from landscape.surface.evaluators import PlaneTask, build_evaluator
+from landscape.surface.plan import (  # noqa: F401 - also importable from here
+    BN_MODES,
+    DIRECTIONS,
+    MAX_POINTS,
+    SurfaceConfig,
+    coarse_to_fine,
+)
+from landscape.surface.result import SurfaceResult
 
 
 def _model_dtype(model: nn.Module) -> torch.dtype:
@@ -152,126 +46,18 @@ def _model_dtype(model: nn.Module) -> torch.dtype:
     return torch.float32
 
 
-def evaluate_grid(task: PlaneTask, xs: np.ndarray, ys: np.ndarray | None, *, workers: int | None = None,
-                  progress=None, cancel: threading.Event | None = None, device=None):
-    """Loss and accuracy on the grid; returns ``(loss, acc, info)`` with arrays shaped as
-    documented in the module docstring and ``info`` holding the method and timings."""
-    nx = len(xs)
-    ny = 1 if ys is None else len(ys)
-    shape = (nx,) if ys is None else (ny, nx)
-    loss = np.full(nx * ny, np.nan)
-    acc = np.full(nx * ny, np.nan)
-    order = coarse_to_fine(nx, ny)
-    pts = [(float(xs[k % nx]), 0.0 if ys is None else float(ys[k // nx])) for k in order]
-    t0 = time.perf_counter()
-    done = 0
-
-    def report():
-        if progress is not None:
-            progress(done, len(order), loss.reshape(shape), acc.reshape(shape))
-
-    def check_cancel():
-        if cancel is not None and cancel.is_set():
-            raise Cancelled("surface cancelled", partial=(loss.reshape(shape), acc.reshape(shape)))
-
-    if device is not None and torch.device(device).type != "cpu":
-        if task.bn == "recompute":
-            raise LandscapeError("recomputing BatchNorm statistics at each point runs on the "
-                                 "CPU path; choose device cpu or keep the statistics")
-        info = {"method": "vmap", "workers": 1, "device": str(device)}
-        chunk = 256
-        for s in range(0, len(order), chunk):
-            check_cancel()
-            l, a = evaluate_points_vmap(task, pts[s:s + chunk])
-            loss[order[s:s + chunk]] = l
-            acc[order[s:s + chunk]] = a
-            done = min(len(order), s + chunk)
-            report()
-        info["seconds"] = time.perf_counter() - t0
-        return loss.reshape(shape), acc.reshape(shape), info
-
-    ev = build_evaluator(task)
-    info = {"method": ev.name, "device": "cpu"}
-    # Time the first point locally to decide whether worker processes pay off.
-    t1 = time.perf_counter()
-    loss[order[0]], acc[order[0]] = ev(*pts[0])
-    per_point = time.perf_counter() - t1
-    done = 1
-    report()
-    n_workers = cpu_count() if workers is None else max(1, min(int(workers), cpu_count()))
-    remaining = len(order) - 1
-    from landscape.surface import pool as wk
-
-    # Workers pay off when the serial work exceeds their start-up (about 2.5 s when cold).
-    # An explicit worker count is obeyed; ``None`` decides by the first point's time.
-    startup = 0.25 if wk.is_warm(n_workers) else 3.0
-    worth_it = workers is not None or per_point * remaining > startup
-    use_pool = n_workers > 1 and remaining >= 4 * n_workers and worth_it
-    if use_pool:
-        try:
-
-            shipped = wk.ShippedTask(task)
-        except Exception:  # a module that cannot be pickled: evaluate here
-            use_pool = False
-    if not use_pool:
-        info["workers"] = 1
-        last = time.perf_counter()
-        for s in range(1, len(order)):
-            loss[order[s]], acc[order[s]] = ev(*pts[s])
-            done = s + 1
-            if time.perf_counter() - last > 0.1 or done == len(order):
-                check_cancel()
-                report()
-                last = time.perf_counter()
-        info["seconds"] = time.perf_counter() - t0
-        return loss.reshape(shape), acc.reshape(shape), info
-
-    chunk = max(1, min(64, remaining // (n_workers * 6) or 1))
-    starts = list(range(1, len(order), chunk))  # coarse points first: order is coarse-to-fine
-    chunks = [pts[s:s + chunk] for s in starts]
-
-    def on_result(i, vals):
-        nonlocal done
-        idx = order[starts[i]:starts[i] + chunk]
-        loss[idx] = [v[0] for v in vals]
-        acc[idx] = [v[1] for v in vals]
-        done += len(idx)
-        report()
-
-    try:
-        pool = wk.get_pool(n_workers)
-        info["workers"] = pool.n
-        pool.run(shipped.token, shipped.path, chunks, on_result, cancel)
-    except wk.WorkerDied:  # finish what is missing here, with the same evaluator
-        info["workers"] = 1
-        for s in range(1, len(order)):
-            if np.isnan(loss[order[s]]):
-                check_cancel()
-                loss[order[s]], acc[order[s]] = ev(*pts[s])
-                done += 1
-        report()
-    finally:
-        shipped.close()
-    check_cancel()
-    info["seconds"] = time.perf_counter() - t0
-    return loss.reshape(shape), acc.reshape(shape), info
-
-
 def make_task(model: nn.Module, data: Dataset, dx: torch.Tensor, dy: torch.Tensor | None,
               config: SurfaceConfig, w: torch.Tensor | None = None, device=None) -> PlaneTask:
+    """The :class:`PlaneTask` of a plane through ``w`` (default: the model's parameters)
+    along ``dx``/``dy`` [P] (``dy`` None: all zero), in the model's dtype, on ``device``
+    (a private copy of the model there; None keeps it where it is)."""
     dtype = _model_dtype(model)
     w = flat_params(model) if w is None else w
     dy = torch.zeros_like(dx) if dy is None else dy
     d = data.to(dtype=dtype, device=device)
-    mv = model if device is None else _private_to(model, device)
+    mv = model if device is None else copy.deepcopy(model).to(device)
     w, dx, dy = (t.to(dtype=dtype, device=device) for t in (w, dx, dy))
     return PlaneTask(mv, w, dx, dy, d.X, d.y, config.loss, config.bn, None, config.method)
-
-
-def _private_to(model, device):
-    import copy
-
-    return copy.deepcopy(model).to(device)
 
 
 def surface(model: nn.Module, data: Dataset, dx: torch.Tensor, dy: torch.Tensor | None,
@@ -300,8 +86,7 @@ def surface(model: nn.Module, data: Dataset, dx: torch.Tensor, dy: torch.Tensor 
     task.bn_data = bn_data.to(task.X.dtype) if config.bn == "recompute" else None
     fp_before = fingerprint(model)
     loss, acc, info = (grid_fn or evaluate_grid)(task, xs, ys, workers=config.workers,
-                                                 progress=progress,
-                                    cancel=cancel, device=device)
+                                                 progress=progress, cancel=cancel, device=device)
     meta = {
         "recipe": config.to_dict(),
         "n_params": layout.n_params,
@@ -378,7 +163,7 @@ def compute(model: nn.Module, data: Dataset, config: SurfaceConfig, *, trajector
     - ``hessian``: ``hessian_vectors`` (two flat unit vectors, e.g. top eigenvectors).
 
     ``grid_fn`` replaces :func:`evaluate_grid` (same signature and result), e.g.
-    :class:`landscape.surface.ray.RayGridEvaluator` to evaluate the grid on a Ray cluster.
+    :class:`landscape.surface.executors.ray.RayGridEvaluator` to evaluate the grid on a Ray cluster.
     """
     config.validate()
     layout = Layout.of(model)

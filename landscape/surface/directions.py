@@ -37,7 +37,8 @@ NORMS = ("filter", "layer", "none")
 IGNORES = ("biasbn", "none")
 
 
-def _check(norm: str, ignore: str) -> None:
+def check_options(norm: str, ignore: str) -> None:
+    """A one-line error for an unknown normalization or ignore rule."""
     if norm not in NORMS:
         raise LandscapeError(f"unknown normalization {norm!r}; choose one of {NORMS}")
     if ignore not in IGNORES:
@@ -47,7 +48,7 @@ def _check(norm: str, ignore: str) -> None:
 def normalize_direction(d: torch.Tensor, w: torch.Tensor, layout: Layout,
                         norm: str = "filter", ignore: str = "biasbn") -> torch.Tensor:
     """Apply the normalization and bias/BN rule of the module docstring to a raw flat ``d``."""
-    _check(norm, ignore)
+    check_options(norm, ignore)
     out = torch.empty_like(d)
     for sl, shape in zip(layout.slices().values(), layout.shapes):
         di = d[sl].view(shape)
@@ -74,7 +75,7 @@ def normalize_direction(d: torch.Tensor, w: torch.Tensor, layout: Layout,
 def random_direction(w: torch.Tensor, layout: Layout, seed: int = 0, norm: str = "filter",
                      ignore: str = "biasbn") -> torch.Tensor:
     """A Gaussian direction for the parameter point ``w`` [P], normalized as documented."""
-    _check(norm, ignore)
+    check_options(norm, ignore)
     g = torch.Generator().manual_seed(int(seed))
     d = torch.randn(w.shape, generator=g, dtype=torch.float64).to(dtype=w.dtype, device=w.device)
     return normalize_direction(d, w, layout, norm, ignore)
@@ -122,7 +123,7 @@ class PCAPlane:
 
 def pca_directions(snapshots, layout: Layout, steps=None, ignore: str = "biasbn") -> PCAPlane:
     """PCA plane of a trajectory ``snapshots`` [T, P] whose last row is the final model."""
-    _check("filter", ignore)
+    check_options("filter", ignore)
     S = torch.as_tensor(np.asarray(snapshots), dtype=torch.float64)
     if S.ndim != 2 or S.shape[0] < 3:
         raise LandscapeError(f"PCA directions need at least 3 snapshots, got {S.shape[0] if S.ndim else 0}")

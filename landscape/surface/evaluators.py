@@ -1,7 +1,9 @@
 """Loss and accuracy at points ``w + a*dx + b*dy`` of a parameter plane: the hot path.
 
-Each point of a loss surface costs one forward pass over the evaluation data. Three
-strategies, chosen by measurement (see DESIGN.md section 4 and ``benchmarks/``):
+This is the one place where "the loss at one surface point" is computed; every executor
+(this thread, worker processes, Ray tasks, batched ``vmap``) builds its evaluator here, so
+their numbers are the same numbers. Each point costs one forward pass over the evaluation
+data. Three strategies, chosen by measurement (see ``benchmarks/surface_speed.py``):
 
 - :class:`MLPEvaluator` (CPU, ``nn.Sequential`` of ``Linear`` + elementwise activations):
   a hand-written forward with every buffer allocated once and in-place ops, a fused
@@ -14,18 +16,23 @@ strategies, chosen by measurement (see DESIGN.md section 4 and ``benchmarks/``):
   running statistics at every point (one train-mode pass over the data, cumulative
   average), as in the mode-connectivity work.
 - :func:`evaluate_points_vmap` (GPU): many points at once with ``torch.func.vmap`` over
-  stacked parameter sets, because tiny per-point kernels are launch-bound on a GPU.
+  stacked parameter sets ``[B, P]``, because tiny per-point kernels are launch-bound on a
+  GPU. It keeps the BatchNorm statistics.
 
-An evaluator is built from a picklable :class:`PlaneTask`, so worker processes build the
-same evaluator as the local path and results are identical.
+:func:`build_evaluator` picks the per-point evaluator; :class:`ChunkEvaluator` evaluates a
+list of points with the per-point evaluator or, batched, with ``vmap``. Everything is
+built from a picklable :class:`PlaneTask`, so worker processes build the same evaluator
+as the local path and the results are identical.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import warnings
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -274,3 +281,44 @@ def evaluate_points_vmap(task: PlaneTask, points, batch: int = 64):
         out_l += l.tolist()
         out_a += a.tolist()
     return out_l, out_a
+
+
+def task_to(task: PlaneTask, device) -> PlaneTask:
+    """A copy of ``task`` with its model and tensors on ``device`` (the task itself when they
+    are there already)."""
+    dev = torch.device(device)
+
+    def there(t):
+        return t.device.type == dev.type and (dev.index is None or t.device.index == dev.index)
+
+    if there(task.w) and there(task.X):
+        return task
+
+    def mv(t):
+        return None if t is None else t.to(dev)
+
+    model = copy.deepcopy(task.model).to(dev)
+    return dataclasses.replace(task, model=model, w=mv(task.w), dx=mv(task.dx), dy=mv(task.dy),
+                               X=mv(task.X), y=mv(task.y), bn_data=mv(task.bn_data))
+
+
+class ChunkEvaluator:
+    """Loss and accuracy at a list of points on ``device``: the per-point evaluator of
+    :func:`build_evaluator`, or with ``batched`` (the default off a CPU) :func:`evaluate_points_vmap`.
+    Calling it returns two float64 arrays ``(loss [n], acc [n])``; ``name`` is the method
+    (``mlp``, ``module`` or ``vmap``)."""
+
+    def __init__(self, task: PlaneTask, device="cpu", batched: bool | None = None):
+        self.task = task_to(task, device)
+        self.batched = torch.device(device).type != "cpu" if batched is None else bool(batched)
+        self.ev = None if self.batched else build_evaluator(self.task)
+        self.name = "vmap" if self.batched else self.ev.name
+        self.device = str(device)
+
+    def __call__(self, points) -> tuple[np.ndarray, np.ndarray]:
+        if self.batched:
+            loss, acc = evaluate_points_vmap(self.task, points)
+            return np.asarray(loss, np.float64), np.asarray(acc, np.float64)
+        vals = [self.ev(a, b) for a, b in points]
+        return (np.asarray([v[0] for v in vals], np.float64),
+                np.asarray([v[1] for v in vals], np.float64))

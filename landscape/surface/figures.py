@@ -12,7 +12,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from landscape.surface.compute import SurfaceResult
+from landscape.surface.result import SurfaceResult
 
 COLORSCALE = "Viridis"
 

@@ -1,11 +1,13 @@
 """Live training with the trajectory on a loss surface: the backend of the live page.
 
-A :class:`LiveRun` owns a :class:`~landscape.core.train.Trainer` and two daemon threads:
+A :class:`LiveRun` owns a :class:`~landscape.core.train.Trainer` and runs on the one
+background job (:class:`landscape.core.jobs.BackgroundJob`):
 
-- the training thread steps while playing (``play``/``pause``/``step``), at most
-  ``steps_per_second`` when set, and records loss, accuracy and snapshots;
-- the surface thread evaluates the loss on a fixed plane coarse-to-fine, publishing each
-  partial grid, and recomputes it (same directions, wider range) when the trajectory
+- the training job steps while playing (``play``/``pause``/``step``), at most
+  ``steps_per_second`` when set, and records loss, accuracy and snapshots. Pausing is the
+  job's own pause: the loop holds at its next ``cancel.is_set()`` until resumed;
+- a surface job evaluates the loss on a fixed plane coarse-to-fine (its partial grid is the
+  job's partial value), and is replaced (same directions, wider range) when the trajectory
   leaves the grid.
 
 The plane's directions stay fixed during a run:
@@ -18,17 +20,15 @@ The plane's directions stay fixed during a run:
   snapshot, and every later snapshot is projected onto that plane with its off-plane
   distance reported.
 
-Nothing here touches a UI: a page polls :meth:`LiveRun.state` on a timer. ``close`` stops
-both threads (a page calls it on Reset, when the user leaves, and when the tab closes).
+Nothing here touches a UI: a page polls :meth:`LiveRun.state` on a timer. ``close`` cancels
+both jobs (a page calls it on Reset and when the tab closes).
 """
 
 from __future__ import annotations
 
-import atexit
 import copy
 import threading
 import time
-import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -36,11 +36,11 @@ import torch
 
 from landscape.core.data import Dataset
 from landscape.core.errors import Cancelled, LandscapeError
+from landscape.core.jobs import BackgroundJob
 from landscape.core.params import Layout, flat_params
 from landscape.core.train import TrainConfig, Trainer
+from landscape.surface import PlaneTask, evaluate_grid
 from landscape.surface import directions as dirs
-from landscape.surface.compute import evaluate_grid
-from landscape.surface.evaluators import PlaneTask
 
 
 @dataclass
@@ -78,18 +78,12 @@ class LiveState:
     steps_per_second: float = 0.0
 
 
-_live_runs: weakref.WeakSet = weakref.WeakSet()
-
-
-@atexit.register
-def _close_all() -> None:
-    for run in list(_live_runs):
-        run.close()
-
-
 class LiveRun:
+    """Training and its live surface, each on a :class:`BackgroundJob` computing with
+    ``threads`` torch threads (one: small models on a few cores are fastest that way)."""
+
     def __init__(self, model: torch.nn.Module, data: Dataset, train_config: TrainConfig,
-                 config: LiveConfig | None = None, device=None):
+                 config: LiveConfig | None = None, device=None, threads: int = 1):
         self.config = config or LiveConfig()
         if self.config.directions not in ("pca", "random"):
             raise LandscapeError("live directions must be 'pca' or 'random'")
@@ -98,54 +92,50 @@ class LiveRun:
         self.total = train_config.steps
         self.layout = Layout.of(self.trainer.model)
         self.eval_data = self.trainer.data.subset(self.config.samples, self.config.seed)
+        self.threads = max(1, int(threads))
         self._lock = threading.Lock()
-        self._wake = threading.Event()
         self._playing = False
+        self._started = False
         self._budget = 0
         self._closed = False
-        self._status = "ready"
         self._message = None
         self._steps: list[int] = []
         self._loss: list[float] = []
         self._acc: list[float] = []
         self._rate_t0 = time.perf_counter()
+        self._rate_n0 = 0
         self._rate = 0.0
         # plane and surface
         self._plane = None  # dict(kind, center, dx, dy, model, explained)
         self._range = None  # (x0, x1, y0, y1)
-        self._surface = None  # (x, y, loss)
-        self._surface_done = 0.0
+        self._grid = None  # (xs, ys)
+        self._surface_job: BackgroundJob | None = None
         self._surface_version = 0
-        self._surface_cancel = threading.Event()
-        self._surface_thread = None
         self._set_random_plane()
-        self._train_thread = threading.Thread(target=self._train_loop, daemon=True,
-                                              name="landscape-live-train")
-        _live_runs.add(self)
-        self._train_thread.start()
+        self.job = BackgroundJob(self._train, label="live-train", threads=self.threads)
 
     # ------------------------------------------------------------------ controls
     def play(self) -> None:
         with self._lock:
-            if self._status in ("finished", "error", "closed"):
+            if self._over():
                 return
-            self._playing = True
-            self._status = "playing"
-        self._wake.set()
+            self._playing = self._started = True
+            self.job.resume()
 
     def pause(self) -> None:
         with self._lock:
             self._playing = False
             self._budget = 0
-            if self._status == "playing":
-                self._status = "paused"
+            if not self._over():
+                self.job.pause()
 
     def step(self, n: int = 1) -> None:
         with self._lock:
-            if self._status in ("finished", "error", "closed"):
+            if self._over():
                 return
             self._budget += int(n)
-        self._wake.set()
+            self._started = True
+            self.job.resume()
 
     def set_speed(self, steps_per_second: float | None) -> None:
         self.config.steps_per_second = steps_per_second
@@ -154,12 +144,13 @@ class LiveRun:
         with self._lock:
             self._closed = True
             self._playing = False
-            self._status = "closed"
-            self._surface_cancel.set()
-        self._wake.set()
-        self._train_thread.join(timeout=5)
-        if self._surface_thread is not None:
-            self._surface_thread.join(timeout=5)
+            surface = self._surface_job
+        self.job.cancel()
+        if surface is not None:
+            surface.cancel()
+        self.job.join(timeout=5)
+        if surface is not None:
+            surface.join(timeout=5)
 
     @property
     def playing(self) -> bool:
@@ -170,48 +161,45 @@ class LiveRun:
         with self._lock:
             return copy.deepcopy(self.trainer.model)
 
-    # ------------------------------------------------------------------ training
-    def _train_loop(self) -> None:
-        torch.set_num_threads(1)
-        while True:
+    def _over(self) -> bool:
+        return self._closed or self.job.poll().finished
+
+    # ------------------------------------------------------------------ training (the job)
+    def _train(self, progress, cancel):
+        """The training loop, run by :attr:`job`: it pauses its own job (``cancel`` is the
+        job's control) when neither playing nor asked for steps, so ``cancel.is_set()`` holds
+        it until :meth:`play` or :meth:`step` resumes it."""
+        while not cancel.is_set():
             with self._lock:
-                if self._closed:
-                    return
-                go = (self._playing or self._budget > 0) and self.trainer.step < self.total
-                if go and not self._playing:
+                if self.trainer.step >= self.total:
+                    self._playing = False
+                    break
+                if not self._playing:
+                    if self._budget <= 0:
+                        cancel.pause()  # under the lock: play() cannot slip in between
+                        continue
                     self._budget -= 1
-            if not go:
-                with self._lock:
-                    if self.trainer.step >= self.total and self._status not in ("error", "closed"):
-                        self._status = "finished"
-                        self._playing = False
-                self._wake.wait(0.2)
-                self._wake.clear()
-                continue
-            t0 = time.perf_counter()
-            try:
-                with self._lock:  # state() never sees a half-updated trajectory
-                    ev = self.trainer.step_once()
-                if ev.snapshot:
-                    self._on_snapshot()
-            except Exception as e:  # report any failure on the page, never die silently
-                msg = str(e) if isinstance(e, LandscapeError) else f"{type(e).__name__}: {e}"
-                with self._lock:
-                    self._status, self._message, self._playing = "error", msg, False
-                continue
+                t0 = time.perf_counter()
+                ev = self.trainer.step_once()  # under the lock: state() never sees half a step
+            if ev.snapshot:
+                self._on_snapshot()
             with self._lock:
                 self._steps.append(ev.step)
                 self._loss.append(ev.loss)
                 self._acc.append(ev.accuracy)
                 dt = time.perf_counter() - self._rate_t0
                 if dt > 0.5:
-                    self._rate = (len(self._steps) - getattr(self, "_rate_n0", 0)) / dt
+                    self._rate = (len(self._steps) - self._rate_n0) / dt
                     self._rate_n0, self._rate_t0 = len(self._steps), time.perf_counter()
+            progress(ev.step, self.total)
             sps = self.config.steps_per_second
             if sps and self._playing:
                 wait = 1.0 / sps - (time.perf_counter() - t0)
                 if wait > 0:
-                    time.sleep(wait)
+                    cancel.wait(wait)
+        if cancel.is_set() and self.trainer.step < self.total:
+            raise Cancelled(f"stopped at step {self.trainer.step}", partial=self.trainer.step)
+        return self.trainer.step
 
     def _on_snapshot(self) -> None:
         if (self.config.directions == "pca" and self._plane["kind"] == "random"
@@ -223,7 +211,7 @@ class LiveRun:
             x0, x1, y0, y1 = self._range
             cx, cy = coords[-1]
             if not (x0 <= cx <= x1 and y0 <= cy <= y1):
-                self._fit_range(coords, grow=True)
+                self._set_plane(self._plane, self._range_for(coords, extend=True))
 
     # ------------------------------------------------------------------ planes
     def _set_random_plane(self) -> None:
@@ -238,12 +226,11 @@ class LiveRun:
         w = flat_params(self.trainer.model)
         center = tr.snapshots[-1].to(dtype=w.dtype, device=w.device)
         dtype = center.dtype
-        self._plane_pending = {"kind": "pca", "center": center,
-                               "dx": plane.dx.to(dtype=dtype, device=w.device),
-                               "dy": plane.dy.to(dtype=dtype, device=w.device),
-                               "explained": plane.explained.tolist()}
-        coords = plane.coords
-        self._set_plane(self._plane_pending, self._range_for(coords, extend=True))
+        self._set_plane({"kind": "pca", "center": center,
+                         "dx": plane.dx.to(dtype=dtype, device=w.device),
+                         "dy": plane.dy.to(dtype=dtype, device=w.device),
+                         "explained": plane.explained.tolist()},
+                        self._range_for(plane.coords, extend=True))
 
     def _range_for(self, coords: np.ndarray, extend: bool) -> tuple:
         lo, hi = coords.min(0), coords.max(0)
@@ -260,52 +247,28 @@ class LiveRun:
         mid = (lo + hi) / 2
         return (float(mid[0] - side), float(mid[0] + side), float(mid[1] - side), float(mid[1] + side))
 
-    def _fit_range(self, coords, grow: bool) -> None:
-        self._set_plane(self._plane, self._range_for(coords, extend=True))
-
     def _set_plane(self, plane: dict, rng: tuple) -> None:
-        # Called from the constructor or the training thread only: the model is not changing.
+        """Fix the plane and its range and start a surface job on it (replacing the last).
+        Called from the constructor or the training job only: the model is not changing."""
         plane = dict(plane)
         plane["model"] = copy.deepcopy(self.trainer.model).eval()
-        self._surface_cancel.set()
-        if self._surface_thread is not None:
-            self._surface_thread.join(timeout=10)
-        with self._lock:
-            if self._closed:  # close() ran meanwhile: start nothing new
-                return
-            self._surface_cancel = threading.Event()
-            self._plane, self._range = plane, rng
-            n = self.config.grid
-            xs, ys = np.linspace(rng[0], rng[1], n), np.linspace(rng[2], rng[3], n)
-            self._surface = (xs, ys, np.full((n, n), np.nan))
-            self._surface_done = 0.0
-            self._surface_version += 1
-        self._surface_thread = threading.Thread(
-            target=self._surface_loop, args=(plane, xs, ys, self._surface_cancel,
-                                             self._surface_version),
-            daemon=True, name="landscape-live-surface")
-        self._surface_thread.start()
-
-    def _surface_loop(self, plane, xs, ys, cancel, version) -> None:
-        torch.set_num_threads(1)
+        old = self._surface_job
+        if old is not None:
+            old.cancel()
+            old.join(timeout=10)
+        n = self.config.grid
+        xs, ys = np.linspace(rng[0], rng[1], n), np.linspace(rng[2], rng[3], n)
         d = self.eval_data
         task = PlaneTask(plane["model"], plane["center"], plane["dx"], plane["dy"], d.X, d.y,
                          self.trainer.config.loss)
-
-        def progress(done, total, loss, acc):
-            with self._lock:
-                if version == self._surface_version:
-                    self._surface = (xs, ys, loss.copy())
-                    self._surface_done = done / total
-
-        try:
-            evaluate_grid(task, xs, ys, workers=1, progress=progress, cancel=cancel,
-                          device=None if self.device.type == "cpu" else self.device)
-        except Cancelled:
-            pass
-        except Exception as e:  # report, keep training
-            with self._lock:
-                self._message = f"surface failed: {e}"
+        with self._lock:
+            if self._closed:  # close() ran meanwhile: start nothing new
+                return
+            self._plane, self._range, self._grid = plane, rng, (xs, ys)
+            self._surface_version += 1
+            self._surface_job = BackgroundJob(
+                evaluate_grid, task, xs, ys, workers=1, label="live-surface", threads=self.threads,
+                device=None if self.device.type == "cpu" else self.device)
 
     def _coords(self):
         tr = self.trainer.trajectory
@@ -316,20 +279,48 @@ class LiveRun:
         return coords
 
     # ------------------------------------------------------------------ polling
+    def _status(self, job) -> str:
+        if self._closed:
+            return "closed"
+        if job.state == "error":
+            return "error"
+        if job.state == "done":
+            return "finished"
+        if job.state == "cancelled":
+            return "closed"
+        if self._playing:
+            return "playing"
+        return "paused" if self._started else "ready"
+
+    def _surface(self):
+        """(xs, ys, loss, fraction done, message) of the current surface job."""
+        xs, ys = self._grid
+        s = self._surface_job.poll()
+        n = self.config.grid
+        loss = np.full((n, n), np.nan)
+        if s.state == "done":
+            loss = np.asarray(s.result[0], dtype=float).copy()
+        elif s.partial:
+            loss = np.asarray(s.partial[0], dtype=float).copy()
+        done = 1.0 if s.state == "done" else s.fraction
+        return xs, ys, loss, done, (f"surface failed: {s.error}" if s.state == "error" else None)
+
     def state(self) -> LiveState:
         with self._lock:
             tr = self.trainer.trajectory
             steps, snaps = list(tr.steps), list(tr.snapshots)
             p = self._plane
-            sx, sy, sl = self._surface if self._surface is not None else (None, None, None)
+            job = self.job.poll()
+            status = self._status(job)
+            sx, sy, sl, done, surface_msg = self._surface()
             st = LiveState(
-                status=self._status, step=self.trainer.step, total=self.total,
+                status=status, step=self.trainer.step, total=self.total,
                 steps=np.asarray(self._steps), loss=np.asarray(self._loss),
                 accuracy=np.asarray(self._acc), plane_kind=p["kind"] if p else None,
                 explained=p.get("explained") if p else None, surface_x=sx, surface_y=sy,
-                surface_loss=None if sl is None else sl.copy(), surface_done=self._surface_done,
-                surface_version=self._surface_version, message=self._message,
-                steps_per_second=self._rate if self._status == "playing" else 0.0)
+                surface_loss=sl, surface_done=done, surface_version=self._surface_version,
+                message=job.error or surface_msg or self._message,
+                steps_per_second=self._rate if status == "playing" else 0.0)
         if p is not None and snaps:
             coords, off = dirs.project(torch.stack(snaps).numpy(), p["center"].float().cpu(),
                                        p["dx"].float().cpu(), p["dy"].float().cpu())

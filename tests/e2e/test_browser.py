@@ -1,4 +1,4 @@
-"""End to end in Chromium: lessons, Play / Pause, the trajectory moving, shared URLs."""
+"""End to end in Chromium: lessons, Play / Pause, the trajectory moving, shared URLs, Cancel."""
 
 import re
 import time
@@ -112,3 +112,29 @@ def test_upload_the_example_checkpoint_and_see_its_surface(server, page, output_
     expect(page.locator("[data-testid='stMetricValue']").first).to_be_visible()
     assert page.locator("[data-testid='stException']").count() == 0
     shot(page, output_path, "inspect-upload")
+
+
+def test_opposing_run_shows_progress_and_cancels_within_a_second(server, page, output_path):
+    # 3,000 steps (the slider's most, bound to the URL): long enough to cancel mid-run.
+    page.goto(f"{server}/opposing?op_steps=3000&op_seed=5")
+    wait_ready(page)
+    expect(page.get_by_role("heading", name="Opposing signals")).to_be_visible(timeout=90_000)
+    progress = page.locator("[data-testid='stProgress']")
+    expect(progress).to_be_visible(timeout=90_000)
+    # in progress: training steps are counting up (past the data and the first sharpness)
+    expect(progress).to_contain_text(re.compile(r"training: step [1-9]"), timeout=60_000)
+    shot(page, output_path, "opposing-running")
+    t0 = time.perf_counter()
+    page.get_by_role("button", name=re.compile("Cancel")).click()
+    expect(progress).to_have_count(0, timeout=10_000)
+    expect(page.get_by_text(re.compile("Run cancelled"))).to_be_visible(timeout=10_000)
+    seconds = time.perf_counter() - t0
+    shot(page, output_path, "opposing-cancelled")
+    assert seconds < 5, f"the run took {seconds:.1f} s to stop after Cancel"
+    assert "stopped at step" in page.get_by_text(re.compile("Run cancelled")).inner_text()
+    # the settings stay: in the URL and in the sidebar; no traceback, no results drawn
+    assert "op_steps=3000" in page.url and "op_seed=5" in page.url
+    assert page.locator("[data-testid='stException']").count() == 0
+    assert page.locator("[data-testid='stPlotlyChart']").count() == 0
+    page.wait_for_timeout(1500)  # and it does not start again by itself
+    assert progress.count() == 0

@@ -36,61 +36,15 @@ jump between opposite edges dominates: every network scores 4-5.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
-import plotly.graph_objects as go
 import torch
 
 from landscape.core.errors import LandscapeError
+from landscape.lessons.redshift.config import ACTIVATIONS, RedshiftConfig
 
-ACTIVATIONS = ("relu", "tanh", "gelu", "sin")
-WINDOWS = ("hann", "none")
 _ACT = {"relu": torch.relu, "tanh": torch.tanh, "gelu": torch.nn.functional.gelu, "sin": torch.sin}
-
-
-@dataclass
-class RedshiftConfig:
-    """One random network and its measurement grid."""
-
-    activation: str = "relu"    # relu, tanh, gelu or sin
-    depth: int = 4              # hidden layers
-    width: int = 128            # units per hidden layer
-    init_scale: float = 1.0     # weight std multiplier: W ~ N(0, init_scale^2 / fan_in)
-    bias_std: float = 0.1       # b ~ N(0, bias_std^2)
-    grid: int = 64              # grid x grid points over [-1, 1)^2
-    window: str = "hann"        # "hann" or "none" before the FFT
-    seed: int = 0
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def validate(self) -> None:
-        if self.activation not in ACTIVATIONS:
-            raise LandscapeError(f"unknown activation {self.activation!r}; choose one of {ACTIVATIONS}")
-        if not _whole(self.depth) or not 1 <= self.depth <= 64:
-            raise LandscapeError(f"depth must be 1..64 hidden layers, got {self.depth}")
-        if not _whole(self.width) or not 1 <= self.width <= 4096:
-            raise LandscapeError(f"width must be 1..4096 units, got {self.width}")
-        if not _positive(self.init_scale):
-            raise LandscapeError(f"init scale must be a positive number, got {self.init_scale}")
-        if not (isinstance(self.bias_std, (int, float)) and math.isfinite(self.bias_std)
-                and self.bias_std >= 0):
-            raise LandscapeError(f"bias std must be >= 0, got {self.bias_std}")
-        if not _whole(self.grid) or not 8 <= self.grid <= 1024:
-            raise LandscapeError(f"grid must be 8..1024 points a side, got {self.grid}")
-        if self.window not in WINDOWS:
-            raise LandscapeError(f"unknown window {self.window!r}; choose one of {WINDOWS}")
-        if not _whole(self.seed) or self.seed < 0:
-            raise LandscapeError(f"seed must be a whole number >= 0, got {self.seed}")
-
-
-def _whole(v) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-
-
-def _positive(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
 
 
 @dataclass
@@ -213,54 +167,3 @@ def sweep(base: RedshiftConfig | None = None, activations=ACTIVATIONS, depths=(1
     return {"activations": list(activations), "depths": [int(d) for d in depths],
             "init_scales": [float(s) for s in init_scales], "seeds": [int(s) for s in seeds],
             "mean_frequency": out, "config": base.to_dict()}
-
-
-# --------------------------------------------------------------------------- figures
-
-def _describe(res: RedshiftResult) -> str:
-    c = res.meta["config"]
-    return f"{c['activation']}, depth {c['depth']}, width {c['width']}, init scale {c['init_scale']:g}"
-
-
-def fig_redshift_image(res: RedshiftResult, title: str | None = None) -> go.Figure:
-    """The random network's function on [-1, 1)^2 as an image."""
-    fig = go.Figure(go.Heatmap(x=res.x, y=res.y, z=res.f, colorscale="RdBu", zmid=float(res.f.mean()),
-                               colorbar={"title": {"text": "f(x, y) (output units)", "side": "right"}}))
-    fig.update_layout(title=title or f"Random network at init ({_describe(res)})",
-                      xaxis_title="input x (dimensionless)", yaxis_title="input y (dimensionless)",
-                      yaxis={"scaleanchor": "x"})
-    return fig
-
-
-def fig_redshift_spectrum(res: RedshiftResult, title: str | None = None) -> go.Figure:
-    """log10 amplitude of the 2-D spectrum, zero frequency in the centre."""
-    z = np.log10(np.maximum(res.amplitude, 1e-12 * max(res.amplitude.max(), 1e-300)))
-    fig = go.Figure(go.Heatmap(x=res.freq_x, y=res.freq_y, z=z, colorscale="Magma",
-                               colorbar={"title": {"text": "log10 |FFT| (arbitrary units)", "side": "right"}}))
-    fig.update_layout(title=title or f"2-D spectrum (mean frequency {res.mean_frequency:.2f} cycles/unit)",
-                      xaxis_title="frequency u (cycles per unit x)",
-                      yaxis_title="frequency v (cycles per unit y)", yaxis={"scaleanchor": "x"})
-    return fig
-
-
-def fig_redshift_radial(res: RedshiftResult, title: str | None = None) -> go.Figure:
-    """Ring-averaged amplitude against radial frequency (log y), mean frequency marked."""
-    fig = go.Figure(go.Scatter(x=res.radial_freq, y=np.maximum(res.radial_amplitude, 1e-12),
-                               mode="lines+markers", name="ring mean"))
-    fig.add_vline(x=res.mean_frequency, line={"dash": "dash", "color": "red"},
-                  annotation_text=f"mean {res.mean_frequency:.2f}")
-    fig.update_yaxes(type="log", title_text="mean |FFT| on the ring (arbitrary units)")
-    fig.update_layout(title=title or "Radial spectrum", xaxis_title="radial frequency (cycles per unit input)")
-    return fig
-
-
-def fig_redshift_sweep(sw: dict, scale_index: int = 0, title: str | None = None) -> go.Figure:
-    """Mean frequency against depth, one line per activation."""
-    fig = go.Figure()
-    for a, act in enumerate(sw["activations"]):
-        fig.add_trace(go.Scatter(x=sw["depths"], y=sw["mean_frequency"][a, :, scale_index],
-                                 mode="lines+markers", name=act))
-    fig.update_layout(title=title or f"Mean frequency at init vs depth (init scale "
-                      f"{sw['init_scales'][scale_index]:g}, mean of {len(sw['seeds'])} seeds)",
-                      xaxis_title="hidden layers", yaxis_title="mean frequency (cycles per unit input)")
-    return fig

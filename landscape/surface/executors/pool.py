@@ -1,15 +1,24 @@
-"""A persistent pool of single-thread worker processes for grid evaluation.
+"""A persistent pool of single-thread worker processes for grid evaluation, and its executor.
 
 Measured on 2 cores: two processes with one torch thread each beat one process with two
 threads for small models, and a new worker pays about 2.5 s to import torch. So workers
-are started once (``python -m landscape.surface.pool``, a clean interpreter on every platform,
-never a re-import of the caller's main script) and kept for the life of the process.
+are started once (``python -m landscape.surface.executors.pool``, a clean interpreter on
+every platform, never a re-import of the caller's main script) and kept for the life of
+the process.
+
+:class:`PoolExecutor` times the first point here and uses the workers only when they pay
+off: when the serial work (first point's time x points left) exceeds their start-up (about
+0.25 s warm, 3 s cold), or when a worker count is given. Chunks of at most 64 positions
+(about six per worker) keep the coarse-to-fine order. If a worker dies, the missing points
+are finished here with the same evaluator.
 
 Protocol: pickles over the worker's stdin/stdout pipes (private to this process tree).
 A plane is shipped once as a pickle in a private temporary file (our own data, never a
 user file); each chunk message names that file and a token, and a worker builds its
-evaluator once per token. A feeder thread per worker pulls chunks from a shared queue, so
-cancelling is clearing the queue; chunks already running finish (they are small).
+evaluator once per token (:class:`~landscape.surface.evaluators.ChunkEvaluator`, the
+code of the local path) and answers two float64 arrays ``(loss, acc)`` per chunk. A feeder
+thread per worker pulls chunks from a shared queue, so cancelling is clearing the queue;
+chunks already running finish (they are small).
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 
 _pool = None
 _lock = threading.Lock()
@@ -36,7 +46,7 @@ class _Worker:
     def __init__(self):
         env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "landscape.surface.pool"], stdin=subprocess.PIPE,
+            [sys.executable, "-m", "landscape.surface.executors.pool"], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, env=env)
 
     def call(self, msg):
@@ -207,7 +217,7 @@ def _serve() -> None:
     import torch
 
     torch.set_num_threads(1)
-    from landscape.surface.evaluators import build_evaluator
+    from landscape.surface.evaluators import ChunkEvaluator
 
     inp, out = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # stray prints must not corrupt the protocol
@@ -226,14 +236,76 @@ def _serve() -> None:
                 if ev is None:
                     with open(path, "rb") as f:
                         task = pickle.load(f)  # our own temporary file, see ShippedTask
-                    ev = build_evaluator(task)
+                    ev = ChunkEvaluator(task, "cpu")
                     cache.clear()
                     cache[token] = ev
-                reply = ("ok", [ev(a, b) for a, b in points])
+                reply = ("ok", ev(points))
         except Exception as e:
             reply = ("error", f"{type(e).__name__}: {e}")
         pickle.dump(reply, out, protocol=pickle.HIGHEST_PROTOCOL)
         out.flush()
+
+
+class PoolExecutor:
+    """Worker processes when they pay off (see the module docstring), else this thread.
+    ``workers``: None decides by the first point's time (up to one per core); a count is
+    obeyed (capped at the cores); 1 keeps to this thread."""
+
+    name = "pool"
+
+    def __init__(self, workers: int | None = None):
+        self.workers = workers
+
+    def target(self):
+        return "cpu", False
+
+    def run(self, task, plan, grid) -> dict:
+        from landscape.core.device import cpu_count
+        from landscape.surface.evaluators import build_evaluator
+        from landscape.surface.executors.local import run_points
+
+        ev = build_evaluator(task)
+        info = {"method": ev.name, "device": "cpu", "workers": 1}
+        todo = grid.todo()
+        if len(todo) == 0:
+            return info
+        t1 = time.perf_counter()
+        (a, b), = plan.points(todo[:1])
+        grid.put_one(int(todo[0]), *ev(a, b))
+        per_point = time.perf_counter() - t1
+        grid.report()
+        rest = todo[1:]
+        workers = self.workers
+        n_workers = cpu_count() if workers is None else max(1, min(int(workers), cpu_count()))
+        startup = 0.25 if is_warm(n_workers) else 3.0
+        worth_it = workers is not None or per_point * len(rest) > startup
+        shipped = None
+        if n_workers > 1 and len(rest) >= 4 * n_workers and worth_it:
+            try:
+                shipped = ShippedTask(task)
+            except Exception:  # a module that cannot be pickled: evaluate here
+                shipped = None
+        if shipped is None:
+            run_points(ev, plan, grid, rest)
+            return info
+        size = max(1, min(64, len(rest) // (n_workers * 6) or 1))
+        chunks = plan.chunks(rest, size)
+
+        def on_result(i, vals):
+            grid.put(chunks[i], *vals)
+            grid.report()
+
+        try:
+            pool = get_pool(n_workers)
+            info["workers"] = pool.n
+            pool.run(shipped.token, shipped.path, [plan.points(c) for c in chunks], on_result,
+                     grid.cancel)
+        except WorkerDied:  # finish what is missing here, with the same evaluator
+            info["workers"] = 1
+            run_points(ev, plan, grid, grid.todo())
+        finally:
+            shipped.close()
+        return info
 
 
 if __name__ == "__main__":
