@@ -40,6 +40,16 @@ class Preset:
 _MLP_DIGITS = {"name": "mlp", "args": {"in_dim": 64, "out_dim": 10, "widths": [128, 128],
                                        "activation": "relu"}}
 
+
+def _digits_resnet(name: str, description: str, skip: bool) -> Preset:
+    """The skip / no-skip comparison pair: a 6-block ResNet-style CNN on the digits."""
+    return Preset(name, description, {"name": "digits"},
+                  {"name": "resnet", "args": {"channels": 16, "blocks": 6, "skip": skip,
+                                              "batchnorm": True}},
+                  TrainConfig("sgd", lr=0.05, steps=300, batch_size=128, momentum=0.9, seed=0),
+                  surface_samples=500, tags=("compare",))
+
+
 PRESETS: dict[str, Preset] = {p.name: p for p in [
     Preset("digits-mlp", "MLP 64-128-128-10 (ReLU) on the 1,797 8x8 digits, SGD with momentum",
            {"name": "digits"}, _MLP_DIGITS,
@@ -53,18 +63,10 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
            {"name": "digits"}, {"name": "cnn", "args": {"channels": [16, 32], "batchnorm": True}},
            TrainConfig("sgd", lr=0.05, steps=400, batch_size=128, momentum=0.9, seed=0),
            surface_samples=500),
-    Preset("digits-resnet-skip", "ResNet-style CNN, 6 residual blocks WITH skip connections",
-           {"name": "digits"},
-           {"name": "resnet", "args": {"channels": 16, "blocks": 6, "skip": True,
-                                       "batchnorm": True}},
-           TrainConfig("sgd", lr=0.05, steps=300, batch_size=128, momentum=0.9, seed=0),
-           surface_samples=500, tags=("compare",)),
-    Preset("digits-resnet-noskip", "The same network WITHOUT skip connections (Li et al. 2018)",
-           {"name": "digits"},
-           {"name": "resnet", "args": {"channels": 16, "blocks": 6, "skip": False,
-                                       "batchnorm": True}},
-           TrainConfig("sgd", lr=0.05, steps=300, batch_size=128, momentum=0.9, seed=0),
-           surface_samples=500, tags=("compare",)),
+    _digits_resnet("digits-resnet-skip", "ResNet-style CNN, 6 residual blocks WITH skip connections",
+                   skip=True),
+    _digits_resnet("digits-resnet-noskip", "The same network WITHOUT skip connections (Li et al. 2018)",
+                   skip=False),
     Preset("moons-mlp", "MLP 2-32-32-2 (tanh) on two moons, full-batch Adam",
            {"name": "moons", "n": 512},
            {"name": "mlp", "args": {"in_dim": 2, "out_dim": 2, "widths": [32, 32],

@@ -2,7 +2,6 @@
 stability thresholds on quadratics, the tracked eigenvalues against dense Hessians, the cost
 of tracking, the 1-D lesson, the loss along u_1, the CLI and the page under AppTest."""
 
-import argparse
 import json
 import math
 import threading
@@ -11,6 +10,7 @@ import time
 import numpy as np
 import pytest
 import torch
+from helpers import join_jobs, lesson_args, lesson_page, release_page_job
 from torch import nn
 
 from landscape.cli import eos as eos_cli
@@ -417,9 +417,7 @@ def test_bad_inputs_elsewhere():
 
 
 def _cli(*argv):
-    ap = argparse.ArgumentParser()
-    eos_cli.add_parser(ap.add_subparsers(dest="command"))
-    return ap.parse_args(["eos", *argv])
+    return lesson_args(eos_cli, *argv)
 
 
 def test_cli_functions(tmp_path, capsys):
@@ -451,18 +449,8 @@ def test_cli_functions(tmp_path, capsys):
 
 # --------------------------------------------------------------------------- the page
 
-def _wait_for_jobs(timeout=60.0):
-    for t in threading.enumerate():
-        if t.name == JOB_THREAD:
-            t.join(timeout)
-
-
 def test_page_lesson_short_run_and_error():
-    import streamlit as st
-    from streamlit.testing.v1 import AppTest
-
-    at = AppTest.from_file("../pages/eos.py", default_timeout=120)
-    at.query_params["eos_steps"] = "100"
+    at = lesson_page("eos", eos_steps="100")
     try:
         at.run()
         assert not at.exception, at.exception
@@ -472,7 +460,7 @@ def test_page_lesson_short_run_and_error():
         assert "diverges" in {c.key: c.proto.spec for c in at.get("plotly_chart")}["quad_fig"]
         at.button(key="start").click().run()
         assert not at.exception, at.exception
-        _wait_for_jobs()
+        join_jobs(JOB_THREAD)
         at.run()
         at.run()
         assert not at.exception and not at.error, [e.value for e in at.error]
@@ -484,7 +472,7 @@ def test_page_lesson_short_run_and_error():
         # a learning rate far above the edge: the run diverges and says so in one line
         at.select_slider(key="eos_lr").set_value(3.0).run()
         at.button(key="start").click().run()
-        _wait_for_jobs()
+        join_jobs(JOB_THREAD)
         at.run()
         assert not at.exception
         assert any("diverged" in e.value for e in at.error), [e.value for e in at.error]
@@ -493,18 +481,12 @@ def test_page_lesson_short_run_and_error():
         assert not at.exception and at.radio(key="eos_opt").value == "adam"
         assert at.select_slider(key="eos_lr_adam").value == pytest.approx(4e-3)
     finally:
-        if any(t.name == JOB_THREAD for t in threading.enumerate()):
-            st.cache_resource.clear()
-        _wait_for_jobs(10)
+        release_page_job(JOB_THREAD)
     assert not any(t.name == JOB_THREAD for t in threading.enumerate())
 
 
 def test_page_live_run_pauses_resumes_and_stops():
-    import streamlit as st
-    from streamlit.testing.v1 import AppTest
-
-    at = AppTest.from_file("../pages/eos.py", default_timeout=120)
-    at.query_params["eos_steps"] = "5000"
+    at = lesson_page("eos", eos_steps="5000")
     try:
         at.run()
         at.button(key="start").click().run()
@@ -528,6 +510,4 @@ def test_page_live_run_pauses_resumes_and_stops():
         assert stopped and stopped[0].startswith("Stopped at step"), stopped
         assert not any(t.name == JOB_THREAD for t in threading.enumerate())
     finally:
-        if any(t.name == JOB_THREAD for t in threading.enumerate()):
-            st.cache_resource.clear()
-        _wait_for_jobs(10)
+        release_page_job(JOB_THREAD)

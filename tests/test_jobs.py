@@ -4,6 +4,7 @@ import threading
 import time
 
 import pytest
+from helpers import wait_until
 
 from landscape.core.errors import Cancelled, LandscapeError
 from landscape.core.jobs import BackgroundJob, JobControl
@@ -21,13 +22,6 @@ def counter(n, dt=0.01, *, progress, cancel, fail_at=None, error=LandscapeError)
         done = i + 1
         progress(done, n, done, [done])
     return done
-
-
-def wait_until(pred, timeout=5.0):
-    t = time.time()
-    while not pred():
-        assert time.time() - t < timeout, "timed out"
-        time.sleep(0.01)
 
 
 def test_progress_partial_values_and_result():

@@ -2,7 +2,6 @@
 control, the bookkeeping on hand-made inputs, the toy, determinism, bad input, the CLI
 functions and the page under AppTest."""
 
-import argparse
 import dataclasses
 import json
 import threading
@@ -10,6 +9,7 @@ import threading
 import numpy as np
 import pytest
 import torch
+from helpers import lesson_args
 
 from landscape.cli import opposing as opposing_cli
 from landscape.core.errors import Cancelled, LandscapeError
@@ -375,9 +375,7 @@ def test_unknown_options_and_presets():
 
 
 def _cli(*argv):
-    ap = argparse.ArgumentParser()
-    opposing_cli.add_parser(ap.add_subparsers(dest="command"))
-    return ap.parse_args(["opposing", *argv])
+    return lesson_args(opposing_cli, *argv)
 
 
 def test_cli_functions(tmp_path, capsys):

@@ -1,7 +1,6 @@
 """Spectral bias measured on the CPU, the FFT bookkeeping, Neural Redshift at
 init, determinism, bad input, and the page under AppTest."""
 
-import argparse
 import dataclasses
 import json
 import math
@@ -9,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from helpers import lesson_args, lesson_page, release_page_job
 
 from landscape.cli import spectral_bias as spectral_bias_cli
 from landscape.core.errors import LandscapeError
@@ -240,9 +240,7 @@ def test_bad_redshift_input_raises_landscape_error(kw):
 
 
 def _cli(*argv):
-    ap = argparse.ArgumentParser()
-    spectral_bias_cli.add_parser(ap.add_subparsers(dest="command"))
-    return ap.parse_args(["spectral-bias", *argv])
+    return lesson_args(spectral_bias_cli, *argv)
 
 
 def test_cli_functions(tmp_path, capsys):
@@ -269,10 +267,7 @@ def test_cli_functions(tmp_path, capsys):
 # --------------------------------------------------------------------------- the page
 
 def test_page_runs_a_short_run_and_shows_charts():
-    from streamlit.testing.v1 import AppTest
-
-    at = AppTest.from_file("../pages/spectral_bias.py", default_timeout=120)
-    at.query_params["sb_steps"] = "300"
+    at = lesson_page("spectral_bias", sb_steps="300")
     at.run()
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
@@ -302,11 +297,7 @@ def test_page_long_run_trains_live_and_stops():
     import threading
     import time
 
-    import streamlit as st
-    from streamlit.testing.v1 import AppTest
-
-    at = AppTest.from_file("../pages/spectral_bias.py", default_timeout=120)
-    at.query_params["sb_steps"] = "6000"
+    at = lesson_page("spectral_bias", sb_steps="6000")
     try:
         at.run()
         assert not at.exception, at.exception
@@ -320,8 +311,4 @@ def test_page_long_run_trains_live_and_stops():
         assert len(at.get("plotly_chart")) >= 8  # the partial result is drawn in full
         assert not any(t.name == JOB_THREAD for t in threading.enumerate())
     finally:  # on failure, stop the page's job (its on_release stops it) and wait for it
-        if any(t.name == JOB_THREAD for t in threading.enumerate()):
-            st.cache_resource.clear()
-        for t in threading.enumerate():
-            if t.name == JOB_THREAD:
-                t.join(10)
+        release_page_job(JOB_THREAD)

@@ -3,6 +3,7 @@ import threading
 import numpy as np
 import pytest
 import torch
+from helpers import wait_until
 
 from landscape import presets
 from landscape.core import data, models
@@ -118,12 +119,7 @@ def _live(steps_per_second=None, steps=400, **kw):
 
 
 def _wait(pred, timeout=30.0):
-    import time
-
-    t = time.time()
-    while not pred():
-        assert time.time() - t < timeout, "timed out"
-        time.sleep(0.02)
+    wait_until(pred, timeout, pause=0.02)
 
 
 def test_live_run_plays_pauses_steps_and_finishes_on_the_one_job():

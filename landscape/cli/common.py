@@ -62,6 +62,28 @@ def resolve_model(args):
                                           "format": loaded.format}
 
 
+def add_lesson_parser(subparsers, name: str, help: str, presets, default: str, note: str = ""):
+    """A lesson subcommand's parser with its ``--preset`` flag (``default``; ``note`` after its
+    name in the help); the caller adds the lesson's flags, then :func:`add_output_args`."""
+    p = subparsers.add_parser(name, help=help)
+    p.add_argument("--preset", default=default, help=f"one of {', '.join(presets)} (default {default}{note})")
+    return p
+
+
+def overrides(args, *names: str) -> dict:
+    """The preset overrides a lesson subcommand passes on: each of ``names`` and ``device``
+    from ``args`` (None where absent, so the preset keeps its value)."""
+    return {name: getattr(args, name, None) for name in (*names, "device")}
+
+
+def train_and_save(train, save, cfg, args, out: str | None):
+    """``train(cfg)`` on ``--threads`` torch threads; the result, saved to ``out`` when given."""
+    res = train(cfg, threads=getattr(args, "threads", None))
+    if out:
+        save(res, out)
+    return res
+
+
 def add_output_args(p) -> None:
     """The flags every lesson subcommand shares: device, result file, JSON line, threads."""
     p.add_argument("--device", help="cpu, cuda, mps or auto")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from landscape.cli.common import add_output_args, checked_out
+from landscape.cli.common import add_lesson_parser, add_output_args, checked_out, overrides, train_and_save
 from landscape.core.device import warm_up
 from landscape.lessons.eos.config import OPTIMIZERS, PRESETS, preset
 from landscape.lessons.eos.result import save
@@ -13,10 +13,9 @@ NAME = "eos"
 
 def add_parser(subparsers) -> None:
     """Add the ``eos`` subcommand to an argparse subparsers object."""
-    p = subparsers.add_parser("eos", help="edge of stability: sharpness vs 2/eta during full-batch "
-                              "training (Cohen et al. 2021, 2022)")
-    p.add_argument("--preset", default="eos-tanh", help=f"one of {', '.join(PRESETS)} "
-                   "(default eos-tanh: GD eta 0.2, 1,500 steps)")
+    p = add_lesson_parser(subparsers, "eos", "edge of stability: sharpness vs 2/eta during full-batch "
+                          "training (Cohen et al. 2021, 2022)", PRESETS, "eos-tanh",
+                          ": GD eta 0.2, 1,500 steps")
     p.add_argument("--lr", type=float, help="learning rate eta (default: the preset's)")
     p.add_argument("--optimizer", choices=list(OPTIMIZERS), help="gd, momentum or adam")
     p.add_argument("--steps", type=int, help="full-batch updates")
@@ -30,15 +29,10 @@ def run(args) -> dict:
     """Run the ``eos`` subcommand from parsed ``args``; returns the JSON summary."""
     out = checked_out(args)
     name = getattr(args, "preset", None) or "eos-tanh"
-    cfg = preset(name, lr=getattr(args, "lr", None), optimizer=getattr(args, "optimizer", None),
-                 steps=getattr(args, "steps", None), eig_every=getattr(args, "eig_every", None),
-                 momentum=getattr(args, "momentum", None), seed=getattr(args, "seed", None),
-                 device=getattr(args, "device", None))
+    cfg = preset(name, **overrides(args, "lr", "optimizer", "steps", "eig_every", "momentum", "seed"))
     cfg.validate()
     warm = warm_up()  # the process's first double-backward, kept out of the run's split
-    res = train(cfg, threads=getattr(args, "threads", None))
-    if out:
-        save(res, out)
+    res = train_and_save(train, save, cfg, args, out)
     summary = {"out": out, "preset": name, **res.summary(), "warmup_seconds": round(warm, 3)}
     if not getattr(args, "json", False):
         rng = summary["ratio_second_half"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from landscape.cli.common import add_output_args, checked_out
+from landscape.cli.common import add_lesson_parser, add_output_args, checked_out, overrides, train_and_save
 from landscape.lessons.opposing import PRESETS, preset, save, train
 
 NAME = "opposing"
@@ -18,10 +18,9 @@ def fmt(v, spec: str = ".2f") -> str:
 
 def add_parser(subparsers) -> None:
     """Add the ``opposing`` subcommand to an argparse subparsers object."""
-    p = subparsers.add_parser("opposing", help="opposing signals: examples whose losses swing in "
-                              "anti-phase at the edge of stability (Rosenfeld & Risteski 2023)")
-    p.add_argument("--preset", default="opposing-planted",
-                   help=f"one of {', '.join(PRESETS)} (default opposing-planted)")
+    p = add_lesson_parser(subparsers, "opposing", "opposing signals: examples whose losses swing in "
+                          "anti-phase at the edge of stability (Rosenfeld & Risteski 2023)", PRESETS,
+                          "opposing-planted")
     p.add_argument("--steps", type=int, help="gradient-descent steps (default: the preset's, 1,500)")
     p.add_argument("--lr", type=float, help="step size (default: lr-factor x 2 / lambda_0)")
     p.add_argument("--lr-factor", type=float, help="step size as a multiple of 2 / lambda_0 (default 0.5)")
@@ -36,14 +35,9 @@ def run(args) -> dict:
     """Run the ``opposing`` subcommand from parsed ``args``; returns the JSON summary."""
     out = checked_out(args)
     name = getattr(args, "preset", None) or "opposing-planted"
-    cfg = preset(name, steps=getattr(args, "steps", None), lr=getattr(args, "lr", None),
-                 lr_factor=getattr(args, "lr_factor", None), window=getattr(args, "window", None),
-                 seed=getattr(args, "seed", None), alpha=getattr(args, "alpha", None),
-                 retrain=True if getattr(args, "retrain", False) else None,
-                 device=getattr(args, "device", None))
-    res = train(cfg, threads=getattr(args, "threads", None))
-    if out:
-        save(res, out)
+    cfg = preset(name, retrain=True if getattr(args, "retrain", False) else None,
+                 **overrides(args, "steps", "lr", "lr_factor", "window", "seed", "alpha"))
+    res = train_and_save(train, save, cfg, args, out)
     summary = {"out": out, "preset": name, **res.summary()}
     if not getattr(args, "json", False):
         print(f"opposing signals ({name}, {summary['steps']} steps, {summary['seconds']:.1f} s): "

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from landscape.cli.common import add_output_args, checked_out
+from landscape.cli.common import add_lesson_parser, add_output_args, checked_out, overrides, train_and_save
 from landscape.lessons.spectral_bias import ENCODINGS, PRESETS, preset, save, train
 
 NAME = "spectral-bias"
@@ -10,10 +10,9 @@ NAME = "spectral-bias"
 
 def add_parser(subparsers) -> None:
     """Add the ``spectral-bias`` subcommand to an argparse subparsers object."""
-    p = subparsers.add_parser("spectral-bias", help="spectral bias: which frequencies a coordinate "
-                              "MLP learns first (Rahaman et al. 2019)")
-    p.add_argument("--preset", default="quick", help=f"one of {', '.join(PRESETS)} "
-                   "(default quick: 2,000 steps, k = 1..10)")
+    p = add_lesson_parser(subparsers, "spectral-bias", "spectral bias: which frequencies a coordinate "
+                          "MLP learns first (Rahaman et al. 2019)", PRESETS, "quick",
+                          ": 2,000 steps, k = 1..10")
     p.add_argument("--encoding", choices=list(ENCODINGS), help="input encoding (default: none)")
     p.add_argument("--sigma", type=float, help="random Fourier features: std of b_j (default 10)")
     p.add_argument("--levels", type=int, help="positional encoding: levels L (default 8)")
@@ -32,15 +31,10 @@ def run(args) -> dict:
     """Run the ``spectral-bias`` subcommand from parsed ``args``; returns the JSON summary."""
     out = checked_out(args)
     cfg = preset(getattr(args, "preset", None) or "quick",
-                 encoding=getattr(args, "encoding", None), sigma=getattr(args, "sigma", None),
-                 levels=getattr(args, "levels", None), steps=getattr(args, "steps", None),
-                 seed=getattr(args, "seed", None), lr=getattr(args, "lr", None),
                  frequencies=tuple(args.frequencies) if getattr(args, "frequencies", None) else None,
-                 amplitudes=getattr(args, "amplitudes", None), n=getattr(args, "n", None),
-                 record_every=getattr(args, "record_every", None), device=getattr(args, "device", None))
-    res = train(cfg, threads=getattr(args, "threads", None))
-    if out:
-        save(res, out)
+                 **overrides(args, "encoding", "sigma", "levels", "steps", "seed", "lr", "amplitudes", "n",
+                             "record_every"))
+    res = train_and_save(train, save, cfg, args, out)
     summary = {"out": out, "preset": getattr(args, "preset", None) or "quick",
                "encoding": cfg.encoding, **res.summary()}
     if not getattr(args, "json", False):

@@ -234,16 +234,24 @@ def load_file(path, name: str | None = None) -> Dataset:
     """Load user data from ``.npz`` (arrays ``X``, ``y``) or ``.csv`` (label last column)."""
     path = Path(path)
     name = name or path.name
+    check_file(path, name, MAX_FILE_BYTES, missing=f"data file not found: {path}",
+               folder=f"{path} is a folder; give a .npz or .csv file")
+    return load_bytes(path.read_bytes(), name)
+
+
+def check_file(path: Path, name: str, max_bytes: int, missing: str, folder: str) -> None:
+    """Raise :class:`LandscapeError` (one line) unless ``path`` is a non-empty file of at most
+    ``max_bytes``: ``missing`` and ``folder`` are the messages when it does not exist or is a
+    folder; an empty or too large file is named ``name`` in the message."""
     if not path.exists():
-        raise LandscapeError(f"data file not found: {path}")
+        raise LandscapeError(missing)
     if path.is_dir():
-        raise LandscapeError(f"{path} is a folder; give a .npz or .csv file")
+        raise LandscapeError(folder)
     size = path.stat().st_size
     if size == 0:
         raise LandscapeError(f"{name}: the file is empty")
-    if size > MAX_FILE_BYTES:
-        raise LandscapeError(f"{name}: {size / 2**20:.0f} MB is over the {MAX_FILE_BYTES // 2**20} MB limit")
-    return load_bytes(path.read_bytes(), name)
+    if size > max_bytes:
+        raise LandscapeError(f"{name}: {size / 2**20:.0f} MB is over the {max_bytes // 2**20} MB limit")
 
 
 def load_bytes(raw: bytes, name: str) -> Dataset:

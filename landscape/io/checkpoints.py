@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from landscape.core import models
+from landscape.core.data import check_file
 from landscape.core.errors import LandscapeError
 
 FORMATS = (".pt2", ".safetensors", ".pt", ".pth")
@@ -85,16 +86,8 @@ def _no_code_execution():
 
 
 def _check_file(path: Path) -> None:
-    if not path.exists():
-        raise LandscapeError(f"checkpoint not found: {path}")
-    if path.is_dir():
-        raise LandscapeError(f"checkpoint path is a folder, not a file: {path}")
-    size = path.stat().st_size
-    if size == 0:
-        raise LandscapeError(f"{path.name}: the file is empty")
-    if size > MAX_CHECKPOINT_BYTES:
-        raise LandscapeError(f"{path.name}: {size / 2**20:.0f} MB is over the "
-                             f"{MAX_CHECKPOINT_BYTES // 2**20} MB limit")
+    check_file(path, path.name, MAX_CHECKPOINT_BYTES, missing=f"checkpoint not found: {path}",
+               folder=f"checkpoint path is a folder, not a file: {path}")
 
 
 def read_sidecar(path: Path) -> dict | None:

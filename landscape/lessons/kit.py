@@ -14,7 +14,9 @@ one-line message; :func:`check`, :func:`is_int`, :func:`is_pos`, :func:`is_finit
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, fields
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, fields
 from typing import ClassVar
 
 import numpy as np
@@ -97,6 +99,28 @@ class LessonConfig:
         """Raise :class:`LandscapeError` (one line) for any setting that cannot run."""
 
 
+@dataclass
+class StepEvent:
+    """What every lesson's training event holds: ``step``, its ``loss`` and ``seconds`` of run
+    time so far (each lesson's subclass says which step the loss belongs to and adds fields)."""
+
+    step: int
+    loss: float
+    seconds: float
+
+
+def update_times(run, steps: int | None = None, cancel=None) -> Iterator[float]:
+    """The lessons' update loop: while ``run.step`` is below ``run.config.steps`` and at most
+    ``steps`` more (default: to the end) and ``cancel`` is not set, yield
+    ``time.perf_counter()`` before each update (the loop's body advances ``run.step``)."""
+    total = run.config.steps
+    end = total if steps is None else min(total, run.step + int(steps))
+    while run.step < end:
+        if cancel is not None and cancel.is_set():
+            return
+        yield time.perf_counter()
+
+
 def run_to_end(run, cancel=None, callback=None):
     """Iterate ``run.run(cancel=cancel)``; ``callback(event)`` may return True to stop early.
     A set ``cancel`` event raises :class:`Cancelled` with ``run.result()`` as the partial
@@ -148,3 +172,13 @@ def preset_with(presets: dict, name: str, what: str, **overrides):
     if unknown:
         raise LandscapeError(f"unknown {what} options: {sorted(unknown)}")
     return replace(copy.deepcopy(base), **changes)
+
+
+def preset_maker(presets: dict, what: str):
+    """The lesson's ``preset(name, **overrides)``: :func:`preset_with` on ``presets``."""
+
+    def preset(name: str, **overrides):
+        """A copy of a preset with some fields replaced (``None`` values are ignored)."""
+        return preset_with(presets, name, what, **overrides)
+
+    return preset

@@ -24,9 +24,9 @@ differentiable: :func:`hessian_label` then says "a.e. Hessian".
 from __future__ import annotations
 
 import copy
-import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -35,7 +35,7 @@ from torch import nn
 from landscape.core import losses
 from landscape.core.device import DTYPES
 from landscape.core.errors import LandscapeError
-from landscape.lessons.kit import preset_with
+from landscape.lessons.kit import LessonConfig, preset_maker
 
 OPTIMIZERS = ("gd", "momentum", "adam")
 POOLS = ("max", "avg")
@@ -85,8 +85,10 @@ def is_positive(v) -> bool:
 
 
 @dataclass
-class EosConfig:
+class EosConfig(LessonConfig):
     """One edge-of-stability run. Defaults: the CPU recipe ``eos-tanh`` (eta 0.2)."""
+
+    what: ClassVar[str] = "edge-of-stability"
 
     data: dict = field(default_factory=lambda: dict(_DIGITS_500))  # a landscape.core.data spec
     model: dict = field(default_factory=lambda: copy.deepcopy(_TANH_MLP))  # a zoo spec
@@ -108,16 +110,6 @@ class EosConfig:
     seed: int = 0                  # initial weights (and nothing else: full batch)
     dtype: str = "float64"
     device: str = "cpu"            # cpu, cuda, mps or auto
-
-    def to_dict(self) -> dict:
-        return json.loads(json.dumps(asdict(self)))
-
-    @classmethod
-    def from_dict(cls, d: dict) -> EosConfig:
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise LandscapeError(f"unknown edge-of-stability options: {sorted(unknown)}")
-        return cls(**d)
 
     @property
     def threshold(self) -> float:
@@ -195,9 +187,9 @@ PRESET_NOTES = {
 }
 
 
-def preset(name: str, **overrides) -> EosConfig:
-    """A copy of a preset with some fields replaced (``None`` values are ignored)."""
-    return preset_with(PRESETS, name, "edge-of-stability", **overrides)
+#: ``preset(name, **overrides)``: a copy of a preset with some fields replaced (``None`` values
+#: are ignored)
+preset = preset_maker(PRESETS, "edge-of-stability")
 
 
 

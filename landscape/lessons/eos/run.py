@@ -96,18 +96,15 @@ from landscape.hessian import HessianOperator
 from landscape.hessian.tracking import ScaledOperator, pad_nan, track_top
 from landscape.lessons.eos.config import DIVERGED_FACTOR, EosConfig, build_model, hessian_label, load_data
 from landscape.lessons.eos.result import EosResult
-from landscape.lessons.kit import lesson_job, run_to_end, torch_threads
+from landscape.lessons.kit import StepEvent, lesson_job, run_to_end, torch_threads
 
 
 @dataclass
-class EosEvent:
+class EosEvent(StepEvent):
     """One parameter point ``theta_step`` visited: its full-batch ``loss``; when ``measured``,
     the top Hessian eigenvalues there (``eigenvalues`` [k]), ``precond`` [k] (Adam) and the
     curvature along the gradient. ``seconds``: run time so far (training + measurements)."""
 
-    step: int
-    loss: float
-    seconds: float
     measured: bool = False
     eigenvalues: np.ndarray | None = None
     precond: np.ndarray | None = None

@@ -25,7 +25,7 @@ from torch import nn
 
 from landscape.core.device import DTYPES
 from landscape.core.errors import LandscapeError
-from landscape.lessons.kit import LessonConfig, is_finite, is_int, preset_with
+from landscape.lessons.kit import LessonConfig, is_finite, is_int, preset_maker
 
 DATASETS = ("digits", "gaussians", "toy")
 ACTIVATIONS = ("relu", "tanh", "linear")
@@ -168,9 +168,9 @@ PRESET_NOTES = {
 }
 
 
-def preset(name: str, **overrides) -> OpposingConfig:
-    """A copy of a preset with some fields replaced (``None`` values are ignored)."""
-    return preset_with(PRESETS, name, "opposing-signals", **overrides)
+#: ``preset(name, **overrides)``: a copy of a preset with some fields replaced (``None`` values
+#: are ignored)
+preset = preset_maker(PRESETS, "opposing-signals")
 
 
 

@@ -34,7 +34,7 @@ import torch
 
 from landscape.core.device import DTYPES
 from landscape.core.errors import Cancelled, LandscapeError
-from landscape.lessons.kit import run_to_end, torch_threads
+from landscape.lessons.kit import StepEvent, run_to_end, torch_threads, update_times
 from landscape.lessons.opposing.config import SHARPNESS_NCV, SHARPNESS_TOL, OpposingConfig, build_model
 from landscape.lessons.opposing.planted import make_data
 from landscape.lessons.opposing.result import OpposingResult
@@ -53,15 +53,12 @@ from landscape.lessons.opposing.stats import (
 
 
 @dataclass
-class OpposingEvent:
+class OpposingEvent(StepEvent):
     """After one update: ``step`` updates done; ``loss`` the full-batch loss before it (at step
     ``step - 1``); ``rise``/``fall`` the ``top_k`` examples whose loss rose/fell most from
     ``step - 1`` to ``step`` with their changes ``rise_delta``/``fall_delta``; ``sharpness``
     the top Hessian eigenvalue at ``step`` when measured there, else None."""
 
-    step: int
-    loss: float
-    seconds: float
     rise: np.ndarray
     rise_delta: np.ndarray
     fall: np.ndarray
@@ -157,12 +154,8 @@ class OpposingRun:
         :class:`LandscapeError` if the loss becomes NaN or infinite.
         """
         cfg = self.config
-        end = cfg.steps if steps is None else min(cfg.steps, self.step + int(steps))
         k = int(cfg.top_k)
-        while self.step < end:
-            if cancel is not None and cancel.is_set():
-                return
-            t0 = time.perf_counter()
+        for t0 in update_times(self, steps, cancel):
             if len(self._L) == self.step:  # row `step` not yet observed (first call)
                 per, prev = self._observe()
             else:

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from landscape.core.device import DTYPES
-from landscape.lessons.kit import LessonConfig, check, check_choice, is_finite, is_int, is_pos, preset_with
+from landscape.lessons.kit import LessonConfig, check, check_choice, is_finite, is_int, is_pos, preset_maker
 
 ENCODINGS = ("none", "pe", "rff")
 ACTIVATIONS = ("relu", "tanh", "gelu", "sin")
@@ -134,7 +134,7 @@ PRESET_NOTES = {
 }
 
 
-def preset(name: str, **overrides) -> SpectralConfig:
-    """A copy of a preset with some fields replaced (``None`` values are ignored)."""
-    return preset_with(PRESETS, name, "spectral-bias", **overrides)
+#: ``preset(name, **overrides)``: a copy of a preset with some fields replaced (``None`` values
+#: are ignored)
+preset = preset_maker(PRESETS, "spectral-bias")
 

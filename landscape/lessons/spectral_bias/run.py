@@ -27,31 +27,19 @@ import torch
 from landscape.core.device import DTYPES
 from landscape.core.errors import LandscapeError
 from landscape.core.jobs import BackgroundJob
-from landscape.lessons.kit import lesson_job, run_to_end, torch_threads
+from landscape.lessons.kit import StepEvent, lesson_job, run_to_end, torch_threads, update_times
+from landscape.lessons.spectral_bias import measures
 from landscape.lessons.spectral_bias.config import SpectralConfig
-from landscape.lessons.spectral_bias.measures import (
-    HALF,
-    fft_bins,
-    half_amplitude_steps,
-    normalized_amplitude,
-    pattern_ids,
-    relative_error,
-    spearman,
-    target,
-)
 from landscape.lessons.spectral_bias.model import build_model
 from landscape.lessons.spectral_bias.result import SpectralResult
 
 
 @dataclass
-class SpectralEvent:
+class SpectralEvent(StepEvent):
     """After one Adam update: ``step`` updates done, ``loss`` the full-batch loss before it
     (at step ``step - 1``). When ``recorded``, the spectrum at ``step``: ``amplitude`` and
     ``rel_error`` [K], ``n_regions`` (None when regions are off)."""
 
-    step: int
-    loss: float
-    seconds: float
     recorded: bool = False
     amplitude: np.ndarray | None = None
     rel_error: np.ndarray | None = None
@@ -76,7 +64,7 @@ class SpectralBiasRun:
         self.dtype = DTYPES[cfg.dtype]
         self.frequencies = np.asarray(cfg.frequencies, np.int64)
         self.amplitudes = amps
-        self.x, self.y = target(cfg)
+        self.x, self.y = measures.target(cfg)
         self._X = torch.as_tensor(self.x[:, None], dtype=self.dtype, device=self.device)
         self._Y = torch.as_tensor(self.y[:, None], dtype=self.dtype, device=self.device)
         self.model = build_model(cfg).to(self.device)
@@ -101,15 +89,15 @@ class SpectralBiasRun:
 
     def _record(self, out: torch.Tensor) -> tuple[np.ndarray, np.ndarray, int | None]:
         f = out.detach().reshape(-1).double().cpu().numpy()
-        amp = normalized_amplitude(f, self.frequencies, self.amplitudes)
-        err = relative_error(f, self.y, self.frequencies)
+        amp = measures.normalized_amplitude(f, self.frequencies, self.amplitudes)
+        err = measures.relative_error(f, self.y, self.frequencies)
         self._rec_steps.append(self.step)
         self._rec_amp.append(amp)
         self._rec_err.append(err)
         self._rec_out.append(f.astype(np.float32))
         nreg = None
         if self.regions:
-            ids = pattern_ids(self.model.patterns(self._RX).cpu().numpy())
+            ids = measures.pattern_ids(self.model.patterns(self._RX).cpu().numpy())
             nreg = int(ids.max()) + 1
             self._rec_ids.append(ids)
             self._rec_nreg.append(nreg)
@@ -127,11 +115,7 @@ class SpectralBiasRun:
         :class:`LandscapeError` if the loss becomes NaN or inf.
         """
         cfg = self.config
-        end = cfg.steps if steps is None else min(cfg.steps, self.step + int(steps))
-        while self.step < end:
-            if cancel is not None and cancel.is_set():
-                return
-            t0 = time.perf_counter()
+        for t0 in update_times(self, steps, cancel):
             out, loss = self._forward_loss()
             lv = loss.item()
             if not math.isfinite(lv):
@@ -164,17 +148,17 @@ class SpectralBiasRun:
         steps = np.asarray(self._rec_steps, np.int64)
         amp = np.asarray(self._rec_amp, float).reshape(-1, K)
         err = np.asarray(self._rec_err, float).reshape(-1, K)
-        half = half_amplitude_steps(steps, amp)
-        rho = spearman(self.frequencies, half)
+        half = measures.half_amplitude_steps(steps, amp)
+        rho = measures.spearman(self.frequencies, half)
         meta = {"recipe": "spectral-bias", "config": cfg.to_dict(),
                 "amplitudes_resolved": self.amplitudes.tolist(),
-                "fft_bins": fft_bins(self.frequencies, cfg.n).tolist(),
+                "fft_bins": measures.fft_bins(self.frequencies, cfg.n).tolist(),
                 "frequency_unit": "cycles per unit x (the [-1, 1) window holds 2k cycles)",
                 "loss": "0.5 * mean squared error", "optimizer": "adam, full batch",
                 "n_params": sum(p.numel() for p in self.model.parameters()),
                 "device": str(self.device), "torch_threads": torch.get_num_threads(),
                 "seconds": self.seconds, "steps_done": self.step, "complete": self.done,
-                "spearman": rho, "half_amplitude_step": half, "threshold": HALF}
+                "spearman": rho, "half_amplitude_step": half, "threshold": measures.HALF}
         return SpectralResult(
             x=self.x, y=self.y, frequencies=self.frequencies.copy(), amplitudes=self.amplitudes.copy(),
             steps=steps, amplitude=amp, rel_error=err,
