@@ -95,10 +95,7 @@ def evaluate(task: PlaneTask, plan: GridPlan, executor=None, *, progress=None,
              cancel: threading.Event | None = None):
     """Loss and accuracy on ``plan``'s grid with ``executor`` (default: this thread, or
     worker processes when they pay off); returns ``(loss, acc, info)``."""
-    if executor is None:
-        from landscape.surface.executors.pool import PoolExecutor
-
-        executor = PoolExecutor()
+    executor = executor or default_executor()
     t0 = time.perf_counter()
     device, batched = executor.target()
     check_options(task, device, batched)
