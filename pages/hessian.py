@@ -2,13 +2,17 @@
 and how the spectrum changed during training. Computed in a background job with progress
 and Cancel; results kept per recipe for the session."""
 
+import copy
 import json
 
 import streamlit as st
+import torch
 
 from landscape import presets
+from landscape.hessian import OPERATOR_NAMES, OPERATORS
 from landscape.hessian import figures as hp
 from landscape.hessian import report as spectrum
+from landscape.hessian.flatness import NOTES
 from ui import jobs as ui_jobs
 from ui.export import figure_exports
 from ui.nav import ensure_app
@@ -19,7 +23,8 @@ lecture = st.query_params.get("lecture") == "1"
 st.title("Hessian spectrum")
 st.caption("Curvature of the full-batch training loss: top eigenvalues by Lanczos, trace by "
            "Hutch++, density by stochastic Lanczos quadrature, and the outliers that line up "
-           "with the class-mean gradients (Papyan).")
+           "with the class-mean gradients (Papyan). The same for the Gauss-Newton matrix G and "
+           "the empirical Fisher, with flatness readouts and the split H = G + R.")
 
 names = list(presets.PRESETS)
 with st.expander("Setup", expanded=not lecture):
@@ -41,11 +46,25 @@ with st.expander("Setup", expanded=not lecture):
                        disabled=backend == "pyhessian")
     during = c3.toggle("During training (init, middle, end)", value=False, key="h_during",
                        bind="query-params", disabled=backend == "pyhessian")
+    c4, c5, c6 = st.columns(3)
+    operator = c4.radio("Operator", list(OPERATORS), horizontal=True, key="h_operator",
+                        bind="query-params",
+                        disabled=backend == "pyhessian",
+                        help="For cross-entropy and the squared loss the true Fisher equals "
+                             "the Gauss-Newton matrix G; the empirical Fisher uses the "
+                             "observed labels and can differ badly (Kunstner et al. 2019).")
+    decompose = c5.toggle("Why C outliers? (H = G + R)", value=False, key="h_decompose",
+                          bind="query-params", disabled=backend == "pyhessian")
+    point = c6.radio("Point", ["trained", "initialisation"], horizontal=True, key="h_point",
+                     bind="query-params", disabled=backend == "pyhessian",
+                     help="the trained model, or the first snapshot of its training run")
 
 seed = int(st.session_state.get("seed", 0))
 cfg = {"preset": name, "samples": None if samples == "all" else int(samples),
        "backend": backend, "trace": trace_kind, "probes": int(probes), "density": dens,
        "layers": layers, "during": during, "seed": seed}
+if backend != "pyhessian":  # added settings (older links keep their keys)
+    cfg.update(operator=operator, decompose=decompose, point=point)
 key = json.dumps(cfg, sort_keys=True)
 
 
@@ -54,16 +73,24 @@ def run_report(cfg, progress=None, cancel=None):
     run = presets.train_preset(cfg["preset"], cancel=cancel)
     loss = presets.get(cfg["preset"]).train.loss
     pyh = cfg["backend"] == "pyhessian"
+    model = run.model
+    if cfg.get("point") == "initialisation" and run.trajectory is not None:
+        model = copy.deepcopy(run.model)
+        theta = torch.as_tensor(run.trajectory[1][0])
+        torch.nn.utils.vector_to_parameters(
+            theta.to(next(model.parameters()).dtype),
+            [p for p in model.parameters() if p.requires_grad])
     rep = spectrum.compute_report(
-        run.model, run.data, loss, backend=cfg["backend"], trace=cfg["trace"],
+        model, run.data, loss, backend=cfg["backend"], trace=cfg["trace"],
         probes=cfg["probes"], density=cfg["density"] and not pyh,
         layers=cfg["layers"] and not pyh, samples=cfg["samples"], seed=cfg["seed"],
-        progress=progress, cancel=cancel)
+        progress=progress, cancel=cancel, operator=cfg.get("operator", "hessian"),
+        decomposition=bool(cfg.get("decompose")) and not pyh)
     during = None
     if cfg["during"] and not pyh and run.trajectory is not None:
         during = spectrum.spectrum_over_training(
             run.model, run.data, loss, run.trajectory, samples=cfg["samples"], seed=cfg["seed"],
-            progress=progress, cancel=cancel)
+            progress=progress, cancel=cancel, operator=cfg.get("operator", "hessian"))
     return rep, during
 
 
@@ -72,6 +99,12 @@ if result is None:
     st.stop()
 rep, during = result
 
+op_name = OPERATOR_NAMES[rep.meta.get("operator", "hessian")]
+if rep.meta.get("operator", "hessian") != "hessian":
+    st.info(f"Operator: {op_name}. For cross-entropy and the squared loss the true Fisher "
+            "equals the Gauss-Newton matrix G; the empirical Fisher (per-example gradients at "
+            "the observed labels) is not a curvature matrix and its spectrum can differ badly "
+            "from G's (Kunstner et al. 2019).")
 m1, m2, m3, m4 = st.columns(4)
 m1.metric("λ1 (sharpness)", f"{rep.eig.eigenvalues[0]:.4g}")
 m2.metric("Trace", f"{rep.trace.trace:.4g} ± {2 * rep.trace.stderr:.2g}" if rep.trace else "-")
@@ -79,6 +112,20 @@ m3.metric("Outliers", str(rep.split.n_outliers) if rep.split is not None else "-
 m4.metric("HVPs", f"{rep.meta['hvps']}")
 if rep.split is not None:
     st.info(rep.split.message)
+if rep.flatness is not None:
+    fl = rep.flatness
+    st.subheader("Flatness readouts")
+    f1, f2, f3, f4 = st.columns(4)
+    f1.metric("Top eigenvalue λ1", f"{fl.top_eigenvalue:.4g}", help=NOTES["top_eigenvalue"])
+    f1.caption(NOTES["top_eigenvalue"])
+    f2.metric("Trace", "-" if fl.trace is None else f"{fl.trace:.4g}", help=NOTES["trace"])
+    f2.caption(NOTES["trace"])
+    f3.metric("Adaptive sharpness λ1(|θ|A|θ|)", f"{fl.adaptive_sharpness:.4g}",
+              help=NOTES["adaptive_sharpness"])
+    f3.caption(NOTES["adaptive_sharpness"])
+    f4.metric(f"Basin width at loss + {fl.delta}", f"{fl.basin_width:.4g}",
+              help=NOTES["basin_width"])
+    f4.caption(NOTES["basin_width"])
 left, right = st.columns(2)
 left.plotly_chart(hp.top_eigenvalues(rep), width="stretch", key="h_top")
 if rep.split is not None:
@@ -91,9 +138,34 @@ if rep.layers is not None:
     st.plotly_chart(hp.per_layer(rep), width="stretch", key="h_layers_fig")
 if during is not None:
     st.plotly_chart(hp.over_training(during), width="stretch", key="h_during_fig")
+if rep.flatness is not None:
+    st.plotly_chart(hp.flatness_slice(rep.flatness), width="stretch", key="h_flat_fig")
+if rep.decompose is not None:
+    dec = rep.decompose
+    st.subheader("Why C outliers?")
+    st.caption("H = G + R: the Gauss-Newton matrix G (positive semi-definite) plus a residual R "
+               "weighted by the loss's slope in the outputs. After training R is small and "
+               "feeds the bulk and the negative eigenvalues; the outliers are G's, and G's "
+               "come from its class means (Sagun et al. 2017; Papyan 2019, 2020).")
+    d1, d2, d3, d4 = st.columns(4)
+    d1.metric("Largest |eigenvalue| of R", f"{dec.residual_top_eigenvalue:.4g}",
+              help=f"signed {dec.residual_top_signed:.4g}; residual "
+                   f"{dec.residual_residual:.1e}")
+    d2.metric("λ1(H) / λ1(G)", f"{dec.top_h[0]:.3g} / {dec.top_g[0]:.3g}")
+    d3.metric(f"Top-{dec.overlap_k} overlap of H and G", f"{dec.overlap:.3f}",
+              help="||U_H U_Gᵀ||²_F / k: 1 when the top subspaces agree")
+    d4.metric("|R| / λ1(H)", f"{dec.residual_top_eigenvalue / max(dec.top_h[0], 1e-300):.3f}")
+    st.plotly_chart(hp.decomposition(dec), width="stretch", key="h_decompose_fig")
+    if dec.papyan:
+        st.plotly_chart(hp.papyan_parts(dec), width="stretch", key="h_papyan_fig")
+        st.caption("Class means: rank ≤ C, the C outliers. Cross-class: rank ≤ C(C−1), the "
+                   "mini-outliers. Within-class: the bulk. Ranks measured on the examples "
+                   "named in the title.")
 e1, e2 = st.columns(2)
 figure_exports(hp.density(rep) if rep.density is not None else hp.top_eigenvalues(rep),
                f"{name}-hessian", e1, e2)
 st.caption(f"{rep.meta['n_params']:,} parameters, {rep.meta['n_examples']} examples, "
-           f"{rep.meta['dtype']}, backend {rep.meta['backend']}, {rep.meta['hvps']} HVPs, "
+           f"{rep.meta['dtype']}, backend {rep.meta['backend']}, operator "
+           f"{rep.meta.get('operator', 'hessian')}, point {cfg.get('point', 'trained')}, "
+           f"{rep.meta['hvps']} HVPs, "
            f"{rep.meta['seconds']:.2f} s.")

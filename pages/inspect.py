@@ -11,6 +11,8 @@ import streamlit as st
 from landscape import surface
 from landscape.core import data
 from landscape.core.errors import LandscapeError
+from landscape.hessian import NOTES as hs_notes
+from landscape.hessian import OPERATOR_NAMES, OPERATORS
 from landscape.hessian import figures as hessian_plots
 from landscape.hessian import report as spectrum
 from landscape.io import uploads
@@ -139,12 +141,21 @@ if analysis == "Surface":
     if "barrier_height" in res.meta:
         m3.metric("Barrier height (A to B)", f"{res.meta['barrier_height']:.4g}")
 elif analysis == "Hessian":
-    samples = st.select_slider("Examples", ["200", "500", "all"], value="500", key="ih_samples", bind="query-params")
+    h1, h2 = st.columns(2)
+    samples = h1.select_slider("Examples", ["200", "500", "all"], value="500", key="ih_samples", bind="query-params")
+    operator = h2.radio("Operator", list(OPERATORS), horizontal=True, key="ih_operator",
+                        bind="query-params",
+                        help="For cross-entropy and the squared loss the true Fisher equals "
+                             "the Gauss-Newton matrix G; the empirical Fisher uses the "
+                             "observed labels and can differ badly (Kunstner et al. 2019).")
     hcfg = {"samples": None if samples == "all" else int(samples)}
+    if operator != "hessian":  # the Hessian keeps its old job key
+        hcfg["operator"] = operator
 
     def hessian_report(hcfg, progress=None, cancel=None):
         return spectrum.compute_report(loaded.model, d, loss_kind, samples=hcfg["samples"],
-                                       progress=progress, cancel=cancel)
+                                       progress=progress, cancel=cancel,
+                                       operator=hcfg.get("operator", "hessian"))
 
     rep = ui_jobs.keyed_result("inspect_hessian", ident + json.dumps(hcfg), hessian_report, hcfg)
     if rep is None:
@@ -153,6 +164,18 @@ elif analysis == "Hessian":
     m1.metric("λ1 (sharpness)", f"{rep.eig.eigenvalues[0]:.4g}")
     m2.metric("Trace", f"{rep.trace.trace:.4g} ± {2 * rep.trace.stderr:.2g}")
     m3.metric("Outliers", str(rep.split.n_outliers) if rep.split else "-")
+    if operator != "hessian":
+        st.caption(f"Operator: {OPERATOR_NAMES[operator]}. For cross-entropy and the squared "
+                   "loss the true Fisher equals the Gauss-Newton matrix G.")
+    if rep.flatness is not None:
+        fl = rep.flatness
+        f1, f2 = st.columns(2)
+        f1.metric("Adaptive sharpness λ1(|θ|A|θ|)", f"{fl.adaptive_sharpness:.4g}",
+                  help=hs_notes["adaptive_sharpness"])
+        f2.metric(f"Basin width at loss + {fl.delta}", f"{fl.basin_width:.4g}",
+                  help=hs_notes["basin_width"])
+        st.caption(" ".join(f"{k.replace('_', ' ').capitalize()}: {v}"
+                            for k, v in hs_notes.items()))
     st.plotly_chart(hessian_plots.top_eigenvalues(rep), width="stretch", key="ih_top")
     st.plotly_chart(hessian_plots.density(rep), width="stretch", key="ih_density")
 else:

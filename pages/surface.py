@@ -139,7 +139,9 @@ def downloads(result, stem: str, fig):
             return path.read_bytes()
 
     d1.download_button("Surface .h5", lambda: file_bytes(".h5"), f"{stem}.h5",
-                       key=f"dl_h5_{stem}", on_click="ignore", icon=":material/download:")
+                       key=f"dl_h5_{stem}", on_click="ignore", icon=":material/download:",
+                       help="The loss-landscape code's layout: its plot_2D/plot_1D and "
+                            "h5_util.read_list read it as is (accuracies in percent)")
     d2.download_button("Surface .npz", lambda: file_bytes(".npz"), f"{stem}.npz",
                        key=f"dl_npz_{stem}", on_click="ignore", icon=":material/download:")
     figure_exports(fig, stem, d3, d4)

@@ -10,6 +10,8 @@ whatever dtype the caller's model has (use float64 for tight tolerances):
 - ``exact_ggn``: the generalized Gauss-Newton matrix ``(1/N) sum_i J_i^T H_i J_i`` from the
   per-example logit Jacobians ``J_i`` [C, P] (``torch.func.jacrev``) and the Hessian ``H_i``
   [C, C] of the loss with respect to the logits; [P, P].
+- ``exact_empirical_fisher``: ``(1/N) sum_i g_i g_i^T`` from the per-example loss gradients
+  ``g_i`` (``torch.func.jacrev`` of the per-example losses); [P, P].
 """
 
 from __future__ import annotations
@@ -78,3 +80,15 @@ def surface_point(model, X, y, kind, w, dx, dy, a: float, b: float = 0.0) -> tup
         val = float(loss(out, y, kind))
         acc = float((out.argmax(1) == y).float().mean()) if out.ndim == 2 and out.shape[1] > 1 else float("nan")
     return val, acc
+
+
+def exact_empirical_fisher(model, X, y, kind) -> np.ndarray:
+    """``(1/N) sum_i g_i g_i^T`` with ``g_i = d loss_i / d theta`` [P] at the observed labels
+    (``torch.func.jacrev`` of the per-example losses [N]); [P, P]."""
+    from landscape.core.losses import per_example_loss
+
+    named = _named(model)
+    theta = flat_params(model)
+    Jl = torch.func.jacrev(lambda t: per_example_loss(
+        functional_call(model, _unflatten(named, t), (X,)), y, kind))(theta)
+    return (Jl.T @ Jl / X.shape[0]).numpy()

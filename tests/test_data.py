@@ -118,3 +118,12 @@ def test_gaussian_means_are_separation_apart_on_average():
         cent = torch.stack([d.X[d.y == c].mean(0) for c in range(4)])
         seps.append(torch.pdist(cent).mean().item())
     assert 1.6 < float(np.mean(seps)) < 2.4
+
+
+def test_builtin_digits_equal_scikit_learns_loader():
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    ours = data.load_builtin("digits")
+    assert np.array_equal(ours.X.numpy().astype(np.float64), (d.data / 16.0).astype(np.float32).astype(np.float64))
+    assert np.array_equal(ours.y.numpy(), d.target)

@@ -163,3 +163,71 @@ def test_the_job_panel_pauses_resumes_and_previews():
         if at.metric:
             break
     assert at.metric[0].value == "500" and not at.exception
+
+
+def _threads_script():
+    import time
+
+    import streamlit as st
+    import torch
+
+    from ui import jobs
+
+    def work(*, progress, cancel):
+        time.sleep(0.3)  # long enough for the other tab's job to run at the same time
+        return torch.get_num_threads()
+
+    res = jobs.keyed_result("threads_probe", "same settings", work)
+    if res is not None:
+        st.metric("Threads", res)
+
+
+def _until_metric(at, seconds=20):
+    for _ in range(int(seconds / 0.1)):
+        if at.metric:
+            return at.metric[0].value
+        time.sleep(0.1)
+        at.run()
+    raise AssertionError("no result")
+
+
+def test_two_tabs_compute_with_their_own_threads_and_share_identical_work():
+    """A tab's thread setting reaches its own jobs only; a third tab with the same settings
+    as the first attaches to its computation or its cached result instead of computing again."""
+    from streamlit.testing.v1 import AppTest
+
+    from landscape.core.queue import shared
+
+    tabs = []
+    for n in (1, 2, 1):
+        at = AppTest.from_function(_threads_script, default_timeout=30)
+        at.session_state["threads"] = n
+        at.run()
+        tabs.append(at)
+    assert [_until_metric(at) for at in tabs] == ["1", "2", "1"]
+    assert sum(1 for k in shared().cache._items if '"threads_probe"' in k) == 2
+
+
+def test_a_queued_job_shows_its_place_and_cancels_while_it_waits():
+    from streamlit.testing.v1 import AppTest
+
+    from landscape.core.queue import shared
+
+    q = shared().queue
+    blockers = [object() for _ in range(q.slots)]
+    for b in blockers:  # every slot busy
+        assert q.acquire(b, 1)
+    try:
+        at = AppTest.from_function(_panel_script, default_timeout=30)
+        at.session_state["seed"] = 12345  # a fingerprint no other test computes
+        at.run()
+        text = at.get("progress")[0].proto.text
+        assert text.startswith("Queued: number 1 in line"), text
+        assert [b.key for b in at.button] == ["count_cancel"]  # no Pause while it waits
+        job = at.session_state["count_job"]["job"]
+        at.button(key="count_cancel").click().run()
+        assert job.join(2).state == "cancelled" and job.poll().done == 0  # it never ran
+        assert q.stats()["queued"] == 0
+    finally:
+        for b in blockers:
+            q.release(b)

@@ -1,3 +1,5 @@
+import json
+
 import h5py
 import numpy as np
 import pytest
@@ -33,8 +35,13 @@ def test_h5_has_the_original_loss_landscape_layout(tmp_path, result):
     with h5py.File(path, "r") as f:
         assert f["xcoordinates"].shape == (6,) and f["ycoordinates"].shape == (4,)
         assert f["train_loss"].shape == (4, 6) and f["train_acc"].shape == (4, 6)
-        assert set(f["xdirection"].keys()) == set(result.names)
-        assert f["xdirection"]["0.weight"].shape == (32, 64)
+        # Issue 16: directions as h5_util.write_list writes them ("0".."n-1" in parameter
+        # order), the names kept as an attribute; accuracies in percent.
+        assert set(f["xdirection"].keys()) == {str(i) for i in range(len(result.names))}
+        assert json.loads(f["xdirection"].attrs["names"]) == result.names
+        assert f["xdirection"]["0"].shape == (32, 64)
+        np.testing.assert_allclose(f["train_acc"][()], 100 * result.acc)
+        assert f.attrs["acc_units"] == "percent"
         assert "recipe" in f.attrs
         # The original plotting code's convention: contour(meshgrid(x, y), train_loss).
         X, Y = np.meshgrid(f["xcoordinates"][:], f["ycoordinates"][:])

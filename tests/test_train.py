@@ -90,7 +90,8 @@ def test_float64_squared_loss_full_batch_gd(d):
     assert tr.history[-1].loss < tr.history[0].loss
 
 
-def test_digits_mlp_preset_trains_well_and_is_cached():
+def test_digits_mlp_preset_trains_well_and_is_cached(monkeypatch, tmp_path):
+    monkeypatch.setenv("LANDSCAPE_CACHE", str(tmp_path))  # an empty cache, whatever ran before
     run = presets.train_preset("digits-mlp")
     assert not run.cached and len(run.history) == presets.get("digits-mlp").train.steps
     steps, snaps = run.trajectory

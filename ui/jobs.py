@@ -13,14 +13,28 @@ if given, draws the partial result inside the panel (e.g. a coarse-to-fine surfa
 ``what(status)`` is the progress text; ``pausable=True`` adds Pause/Resume (the job holds at
 its next cancellation check). A page that runs its own job draws the same panel with
 :func:`job_panel`.
+
+Every tab of the server shares one queue and one result cache (:mod:`landscape.core.queue`):
+the job is named by a fingerprint (``name``, ``key`` and the tab's threads, device and seed),
+waits for a free core in the shared queue (the panel shows its place in line, and Cancel
+works while it waits), attaches to the same computation when another tab already runs it,
+and is answered at once when a finished result is cached. The job computes with this tab's
+CPU threads (``threads`` among ``kwargs`` overrides them), set in the job's own thread. A tab
+keeps its last :data:`KEEP` results per ``name``; Cancel, new settings or closing the tab
+detach it, and a computation stops when no tab is attached any more.
 """
 
 from __future__ import annotations
 
+import json
+
 import streamlit as st
 
 from landscape.core.jobs import BackgroundJob, JobStatus
-from ui import state
+from landscape.core.queue import Ticket, shared
+from ui import settings, state
+
+KEEP = 4  # results a tab keeps per name (the shared cache keeps more, under its memory bound)
 
 
 def progress_text(s: JobStatus, what=None) -> str:
@@ -32,7 +46,7 @@ def progress_text(s: JobStatus, what=None) -> str:
     return f"{100 * s.fraction:.0f}%"
 
 
-def job_panel(job: BackgroundJob, name: str, *, pausable: bool = False, preview=None,
+def job_panel(job: BackgroundJob | Ticket, name: str, *, pausable: bool = False, preview=None,
               what=None) -> JobStatus:
     """Draw ``job``'s progress, Cancel (keys ``{name}_cancel``, ``{name}_pause``,
     ``{name}_resume``), Pause/Resume when ``pausable``, and ``preview(status)`` while partial
@@ -41,9 +55,15 @@ def job_panel(job: BackgroundJob, name: str, *, pausable: bool = False, preview=
     if s.finished:
         return s
     paused = s.state == "paused"
-    text = progress_text(s, what)
-    st.progress(min(1.0, s.fraction),
-                text=f"{'Paused: ' if paused else ''}{text} ({s.seconds:.1f} s)")
+    others = f" · shared with {s.shared - 1} other tab{'s' if s.shared > 2 else ''}" if s.shared > 1 else ""
+    if s.state == "queued":
+        st.progress(0.0, text=f"Queued: number {s.position or 1} in line for a free core "
+                              f"({s.seconds:.1f} s){others}")
+    else:
+        text = progress_text(s, what)
+        st.progress(min(1.0, s.fraction),
+                    text=f"{'Paused: ' if paused else ''}{text} ({s.seconds:.1f} s){others}")
+    pausable = pausable and s.shared <= 1 and s.state != "queued"  # one tab never pauses another's
     cols = st.columns([1, 1, 4]) if pausable else [st]
     if cols[0].button("Cancel", key=f"{name}_cancel", icon=":material/cancel:"):
         job.cancel()
@@ -58,36 +78,57 @@ def job_panel(job: BackgroundJob, name: str, *, pausable: bool = False, preview=
     return s
 
 
+def fingerprint(name: str, key: str, threads: int) -> str:
+    """What names a computation across tabs: the page's ``key`` (its settings) plus the tab's
+    threads, device and seed."""
+    return json.dumps({"name": name, "key": key, "threads": int(threads),
+                       "device": st.session_state.get("device", "auto"),
+                       "seed": st.session_state.get("seed", 0)}, sort_keys=True, default=str)
+
+
+def _remember(results: dict, fp: str, value) -> None:
+    results.pop(fp, None)
+    results[fp] = value
+    while len(results) > KEEP:
+        results.pop(next(iter(results)))
+
+
 def keyed_result(name: str, key: str, fn, *args, preview=None, what=None, pausable: bool = False,
                  **kwargs):
-    """The result of ``fn(*args, **kwargs)`` for settings ``key``: computed once per session in
-    a job (its panel drawn meanwhile), then kept; None while running, failed or cancelled.
-    ``threads`` among ``kwargs`` is the job's torch thread count."""
+    """The result of ``fn(*args, **kwargs)`` for settings ``key``: from this tab's results, the
+    shared cache, or a job in the shared queue (its panel drawn meanwhile); None while queued,
+    running, failed or cancelled. ``threads`` among ``kwargs`` is the job's torch thread count
+    (default: this tab's sidebar setting)."""
+    threads = kwargs.pop("threads", None) or settings.compute_settings()[0]
+    fp = fingerprint(name, key, threads)
     results = st.session_state.setdefault(f"{name}_results", {})
-    if key in results:
-        return results[key]
+    if fp in results:
+        _remember(results, fp, results[fp])
+        return results[fp]
     stopped = st.session_state.setdefault(f"{name}_stopped", {})  # key -> why it ended without a result
     slot = f"{name}_job"
     job = st.session_state.get(slot)
-    if job is not None and job["key"] != key:
-        job["job"].cancel()  # the settings changed: the old computation is not wanted
+    if job is not None and job["key"] != fp:
+        job["job"].cancel()  # the settings changed: this tab no longer wants the old computation
         st.session_state[slot] = job = None
-    if job is None and key in stopped:
+    if job is None and fp in stopped:
         # Cancelled or failed for these settings: say so and wait to be asked again, rather than
         # starting the same computation on every rerun.
-        st.error(f"{stopped[key]}. Your settings are kept; change one, or run again.")
+        st.error(f"{stopped[fp]}. Your settings are kept; change one, or run again.")
         if st.button("Run again", key=f"{name}_again", icon=":material/replay:"):
-            stopped.pop(key, None)
+            stopped.pop(fp, None)
             st.rerun()
         return None
     if job is None:
-        job = {"key": key, "job": BackgroundJob(fn, *args, label=name, **kwargs)}
+        ticket = shared().submit(fp, fn, *args, label=name, threads=threads, **kwargs)
+        if ticket.cached:  # computed before, by this tab or another
+            _remember(results, fp, ticket.poll().result)
+            return results[fp]
+        job = {"key": fp, "job": ticket}
         st.session_state[slot] = job
-        state.holder("jobs")[name] = job["job"]  # cancelled when the tab goes
+        state.holder("jobs")[name] = ticket  # detached (and stopped if alone) when the tab goes
     _panel(name, preview, what, pausable)
-    return results.get(key)
-
-
+    return results.get(fp)
 def _panel(name: str, preview, what, pausable: bool):
     slot = f"{name}_job"
 
@@ -101,7 +142,7 @@ def _panel(name: str, preview, what, pausable: bool):
             return
         st.session_state[slot] = None
         if s.state == "done":
-            st.session_state[f"{name}_results"][j["key"]] = s.result
+            _remember(st.session_state[f"{name}_results"], j["key"], s.result)
         else:
             st.session_state[f"{name}_stopped"][j["key"]] = s.error or "Cancelled"
         st.rerun()

@@ -43,11 +43,14 @@ PAGES = [
     PageSpec("hessian", "pages/hessian.py", "Hessian spectrum", ":material/insights:", "hessian"),
     PageSpec("inspect", "pages/inspect.py", "Inspect a checkpoint", ":material/upload_file:",
              "inspect"),
+    PageSpec("show", "pages/show.py", "Open a surface file", ":material/folder_open:", "show"),
     PageSpec("eos", "pages/eos.py", "Edge of stability", ":material/show_chart:", "eos"),
     PageSpec("opposing", "pages/opposing.py", "Opposing signals", ":material/swap_vert:",
              "opposing"),
     PageSpec("spectral", "pages/spectral_bias.py", "Spectral bias", ":material/graphic_eq:",
              "spectral-bias"),
+    PageSpec("flatness", "pages/flatness.py", "Flat and sharp minima", ":material/compress:",
+             "flatness"),
 ]
 PAGE = {p.key: p for p in PAGES}
 
@@ -104,6 +107,10 @@ LESSONS = [
     Lesson("Examples that pull against each other",
            "A bright patch planted on some 3s and 8s: at the edge of stability the two groups' "
            "losses swing in anti-phase, found without labels.", "opposing"),
+    Lesson("Flat and sharp minima",
+           "The same network trained with small and large batches, with SGD and with SAM: the "
+           "large-batch minimum is the sharpest (largest top Hessian eigenvalue), side by side "
+           "on one colour scale.", "flatness"),
     Lesson("Bring your own model",
            "Upload a torch.export program, a state_dict or a safetensors file and see its "
            "surface, its Hessian spectrum and its worst-fit examples.", "inspect"),

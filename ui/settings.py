@@ -1,12 +1,18 @@
 """The sidebar every page shares: device, CPU threads, seed and the lecture link, all bound
-to the URL so a copied link reproduces the view; and what a page computes with."""
+to the URL so a copied link reproduces the view; and what a page computes with.
+
+These settings belong to the tab: every tab of a server runs in one process, and torch's
+thread count is per thread, so nothing here sets it for the process. A page hands the tab's
+threads, device and seed to its jobs (``ui.jobs.keyed_result`` does it for every page that
+uses it), and each job sets its thread count in its own thread."""
 
 from __future__ import annotations
 
 import streamlit as st
-import torch
 
 from landscape.core.device import available_devices, cpu_count
+from landscape.core.queue import shared
+from landscape.io.uploads import MAX_DATA_MB, MAX_MODEL_MB
 
 LECTURE_CSS = """<style>
     section[data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"],
@@ -22,7 +28,8 @@ def lecture() -> bool:
 
 
 def sidebar() -> None:
-    """Draw the shared sidebar and apply it (torch threads; the lecture style)."""
+    """Draw the shared sidebar and apply the lecture style (the threads, device and seed
+    reach this tab's jobs through :func:`compute_settings`; nothing process-wide is set)."""
     found = available_devices()
     with st.sidebar:
         st.selectbox("Device", ["auto", "cuda", "cpu"], key="device", bind="query-params",
@@ -35,7 +42,10 @@ def sidebar() -> None:
         st.toggle("Lecture link (hide the controls)", key="lecture_toggle",
                   value=lecture(), on_change=lambda: st.query_params.update(
                       lecture="1" if st.session_state.lecture_toggle else "0"))
-    torch.set_num_threads(int(st.session_state.get("threads", 1)))
+        q = shared().stats()
+        st.caption(f"Server queue: {q['slots']} slots, {q['running']} running, {q['queued']} waiting; "
+                   f"{q['cache_entries']} results cached ({q['cache_mb']:.0f} of {q['cache_max_mb']:.0f} MB). "
+                   f"Uploads up to {MAX_MODEL_MB} MB (model), {MAX_DATA_MB} MB (data).")
     if st.session_state.get("device") == "cuda" and "cuda" not in found:
         st.sidebar.warning("No GPU here: computing on the CPU.")
     if lecture():

@@ -12,10 +12,12 @@ import json
 import os
 import sys
 
-from landscape.cli import common, eos, hessian, opposing, presets, spectral_bias, surface, train
+from landscape.cli import common, eos, flatness, hessian, movie, opposing, presets, spectral_bias, surface, train
+from landscape.cli import show as show_file
 from landscape.core.errors import LandscapeError
 
-SUBCOMMANDS = (presets, train, surface, eos, spectral_bias, opposing, hessian)  # in --help order
+SUBCOMMANDS = (presets, train, surface, eos, spectral_bias, opposing, hessian, show_file, movie,
+               flatness)  # in --help order
 COMMANDS = {m.NAME: m.run for m in SUBCOMMANDS}
 
 
@@ -39,7 +41,11 @@ def main(argv=None) -> int:
         # One torch thread unless asked: small models on a few cores run fastest that way
         # (surfaces get their parallelism from worker processes instead).
         set_threads(getattr(args, "threads", None) or 1)
-        result = COMMANDS[args.command](args)
+        import warnings
+
+        with warnings.catch_warnings():  # torch's own pytree deprecation, raised while a .pt2 is read
+            warnings.filterwarnings("ignore", message=".*LeafSpec", category=FutureWarning)
+            result = COMMANDS[args.command](args)
         if getattr(args, "json", False):
             print(json.dumps(common.finite(result), allow_nan=False,
                              default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from landscape.cli.common import add_model_args, resolve_model
 from landscape.core.errors import LandscapeError
 
@@ -37,6 +39,12 @@ def add_parser(sub) -> None:
                         "host:port or ray://host:10001 joins a cluster (pip install -e "
                         ".[distributed]); with --out, a rerun resumes finished chunks")
     s.add_argument("--out", help="result file (.h5 or .npz)")
+    s.add_argument("--directions-file", metavar="F",
+                   help="reuse the directions of a .h5/.npz file: ours, or the loss-landscape "
+                        "code's (xdirection/ydirection read_list groups, or its dir_file)")
+    s.add_argument("--test-data", metavar="DATA",
+                   help="also evaluate the grid on this data (built-in name, .npz or .csv): "
+                        "test_loss and test_acc in the file")
 
 
 def run(args) -> dict:
@@ -54,6 +62,11 @@ def run(args) -> dict:
     if args.out and Path(args.out).suffix.lower() not in (".h5", ".npz"):
         raise LandscapeError(f"--out must end in .h5 or .npz, got {args.out}")
     device = choose_device(args.device)
+    if device.type == "cpu" and not args.ray and args.workers != 1 and grid[0] * grid[-1] >= 256:
+        from landscape.core.device import cpu_count
+        from landscape.surface.executors import pool
+
+        pool.prestart(min(args.workers or cpu_count(), cpu_count()))  # workers start while the data loads
     model, d, loss, traj, origin = resolve_model(args)
     cfg = surface.SurfaceConfig(
         directions=args.directions, grid=grid, xrange=tuple(args.xrange or (-1.0, 1.0)),
@@ -67,6 +80,23 @@ def run(args) -> dict:
         from landscape.hessian.report import top_directions
 
         hvecs = top_directions(model, d, loss, args.samples, args.seed)
+    given = None
+    if args.directions_file:
+        from landscape.core.params import Layout
+        from landscape.io import paper
+
+        if args.directions != "random":
+            raise LandscapeError("give --directions or --directions-file, not both")
+        lay = Layout.of(model)
+        given = paper.match_directions(paper.read_directions(args.directions_file), lay.names, lay.shapes)
+        if args.dim == 2 and given[1] is None:
+            raise LandscapeError(f"{Path(args.directions_file).name} holds no ydirection; a 2-D "
+                                 "surface needs two directions (use --dim 1)")
+    test_d = None
+    if args.test_data:
+        from landscape.core import data as datasets
+
+        test_d = datasets.load(args.test_data)
     if args.directions == "pca" and traj is None:
         raise LandscapeError("PCA directions need a trajectory: use --preset, a checkpoint "
                              "written by `landscape train --out`, or --trajectory")
@@ -83,6 +113,7 @@ def run(args) -> dict:
                                                checkpoint_path=ckpt)
     res = surface.compute(model, d, cfg, trajectory=traj, model_b=model_b, model_c=model_c,
                           hessian_vectors=hvecs, device=None if device.type == "cpu" else device,
+                          directions=given, test_data=test_d,
                           grid_fn=grid_fn)
     res.meta["source"] = origin
     if traj is not None and res.trajectory is not None:
@@ -94,10 +125,18 @@ def run(args) -> dict:
            "x": res.x.tolist(), "y": None if res.y is None else res.y.tolist(),
            "loss_center": m["loss_center"], "loss_min": m["loss_min"], "loss_max": m["loss_max"],
            "seconds": round(m["seconds"], 4), "method": m["method"], "workers": m["workers"],
-           "n_params": m["n_params"], "n_eval": m["n_eval"], "cos_dx_dy": m["cos_dx_dy"]}
+           "n_params": m["n_params"], "n_eval": m["n_eval"], "cos_dx_dy": m["cos_dx_dy"],
+           "executor": m.get("executor", m.get("backend")), "threads_per_worker": m.get("threads_per_worker"),
+           "device": m.get("device"), "points_per_second": m.get("points_per_second"),
+           "fast_path": m.get("fast_path")}
     for key in ("explained_variance", "barrier_height", "subset_max_abs_error", "loss_a", "loss_b"):
         if key in m:
             out[key] = m[key]
+    if given is not None:
+        out["directions_file"] = args.directions_file
+    if test_d is not None:
+        out["test_loss_center"] = m["test_loss_center"]
+        out["test_loss_min"] = float(np.nanmin(res.test_loss))
     if not args.json:
         print(f"surface {'x'.join(map(str, res.loss.shape[::-1]))} in {m['seconds']:.2f} s "
               f"({m['method']}, {m['workers']} worker(s)): centre {m['loss_center']}, "

@@ -13,6 +13,13 @@ code that runs without a job (a plain ``threading.Event`` works the same there).
 The thread never touches any UI: a page reads ``job.poll()`` on a timer and calls
 ``cancel()``, ``pause()`` or ``resume()``. Surfaces, Hessian reports, live training and every
 lesson run through this one class.
+
+Isolation: torch's thread count is per thread, so a job sets ``threads`` in its own thread
+before it computes and never changes it for the process; a server with many tabs passes
+each tab's count explicitly (the default, the creator's count, is for the CLI and tests).
+With ``queue`` (a :class:`landscape.core.queue.ComputeQueue`) the job first waits for a
+slot: it polls as ``"queued"`` with its ``position`` and a cancel while waiting ends it at
+once (see :mod:`landscape.core.queue` for the shared queue, dedupe and the result cache).
 """
 
 from __future__ import annotations
@@ -48,6 +55,10 @@ class JobControl:
     def wait(self, timeout: float | None = None) -> bool:
         return self._cancel.wait(timeout)
 
+    def cancelled(self) -> bool:
+        """Whether cancel was asked, without waiting while paused."""
+        return self._cancel.is_set()
+
     def pause(self) -> None:
         if not self._cancel.is_set():
             self._go.clear()
@@ -62,13 +73,16 @@ class JobControl:
 
 @dataclass
 class JobStatus:
-    state: str  # "running" | "paused" | "done" | "cancelled" | "error"
+    state: str  # "queued" | "running" | "paused" | "done" | "cancelled" | "error"
     done: int = 0
     total: int = 0
     seconds: float = 0.0
     partial: tuple = field(default_factory=tuple)
     result: object = None
     error: str | None = None
+    position: int = 0  # 1 = next in the queue; 0 when not queued
+    threads: int = 0  # torch threads the job computes with
+    shared: int = 1  # tabs attached to this computation (see landscape.core.queue)
 
     @property
     def fraction(self) -> float:
@@ -76,7 +90,7 @@ class JobStatus:
 
     @property
     def finished(self) -> bool:
-        return self.state not in ("running", "paused")
+        return self.state not in ("queued", "running", "paused")
 
 
 def _first_line(e: Exception) -> str:
@@ -100,20 +114,26 @@ def stop_all(timeout: float = 10.0) -> None:
 atexit.register(stop_all)
 
 
+def live_jobs() -> int:
+    """Jobs whose thread is still alive in this process (queued, running or paused)."""
+    return sum(1 for job in list(_live_jobs) if job.running)
+
+
 class BackgroundJob:
     """``fn(*args, progress=..., cancel=..., **kwargs)`` in a daemon thread; ``threads`` is the
     torch thread count the job computes with (default: its creator's)."""
 
-    def __init__(self, fn, *args, label: str = "", threads: int | None = None, **kwargs):
+    def __init__(self, fn, *args, label: str = "", threads: int | None = None, queue=None, **kwargs):
         import torch
 
         self.label = label
+        self._queue = queue
         # The job computes with the torch thread count its creator chose (set again in the
         # job's thread, so a later change elsewhere does not reach a running job).
         self._threads = max(1, int(threads)) if threads else torch.get_num_threads()
         self._cancel = JobControl()
         self._lock = threading.Lock()
-        self._status = JobStatus("running")
+        self._status = JobStatus("queued" if queue is not None else "running", threads=self._threads)
         self._t0 = time.perf_counter()
         self._thread = threading.Thread(target=self._run, args=(fn, args, kwargs), daemon=True,
                                         name=f"landscape-job-{label}")
@@ -130,7 +150,27 @@ class BackgroundJob:
     def _run(self, fn, args, kwargs):
         import torch
 
+        # torch's count is per thread but initialised lazily: a thread's first read takes the
+        # count any thread set last, even after this thread set its own. Read once (that
+        # initialises it), then set: from here on only this thread changes its count.
+        torch.get_num_threads()
         torch.set_num_threads(self._threads)
+        if self._queue is not None:
+            if not self._queue.acquire(self, self._threads, stop=self._cancel.cancelled):
+                with self._lock:  # cancelled while it waited: nothing ran
+                    self._status.state = "cancelled"
+                    self._status.seconds = time.perf_counter() - self._t0
+                return
+            with self._lock:
+                self._status.state = "running"
+                self._t0 = time.perf_counter()  # seconds count the work, not the wait
+        try:
+            self._work(fn, args, kwargs)
+        finally:
+            if self._queue is not None:
+                self._queue.release(self)
+
+    def _work(self, fn, args, kwargs):
         try:
             result = fn(*args, progress=self._progress, cancel=self._cancel, **kwargs)
             state, err = "done", None
@@ -150,10 +190,16 @@ class BackgroundJob:
             s = self._status
             seconds = s.seconds if s.finished else time.perf_counter() - self._t0
             state = "paused" if s.state == "running" and self._cancel.paused else s.state
-            return JobStatus(state, s.done, s.total, seconds, s.partial, s.result, s.error)
+            position = self._queue.position(self) if state == "queued" else 0
+            return JobStatus(state, s.done, s.total, seconds, s.partial, s.result, s.error,
+                             position, s.threads)
 
     def cancel(self) -> None:
         self._cancel.set()
+
+    @property
+    def cancel_requested(self) -> bool:
+        return self._cancel.cancelled()
 
     def pause(self) -> None:
         """Hold the work at its next cancellation check; :meth:`resume` goes on from there."""

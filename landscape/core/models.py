@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import json
+import threading
 
 import torch
 from torch import nn
@@ -104,6 +105,9 @@ class SmallResNet(nn.Module):
 ZOO = {"mlp": mlp, "cnn": SmallCNN, "resnet": SmallResNet}
 
 
+_BUILD_LOCK = threading.Lock()
+
+
 def build(spec, seed: int | None = None, dtype: torch.dtype | None = None) -> nn.Module:
     """Build a zoo model from ``{"name", "args"}`` (a dict or its JSON text).
 
@@ -121,12 +125,15 @@ def build(spec, seed: int | None = None, dtype: torch.dtype | None = None) -> nn
     name, args = spec["name"], dict(spec.get("args", {}))
     if name not in ZOO:
         raise LandscapeError(f"unknown model {name!r}; the zoo has {sorted(ZOO)}")
-    if seed is not None:
-        torch.manual_seed(seed)
-    try:
-        model = ZOO[name](**args)
-    except TypeError as e:
-        raise LandscapeError(f"bad arguments for model {name!r}: {e}") from None
+    # Seeding and drawing the initial weights happen under one lock, so two jobs building
+    # models at once in different threads cannot interleave on torch's global generator.
+    with _BUILD_LOCK:
+        if seed is not None:
+            torch.manual_seed(seed)
+        try:
+            model = ZOO[name](**args)
+        except TypeError as e:
+            raise LandscapeError(f"bad arguments for model {name!r}: {e}") from None
     if dtype is not None:
         model = model.to(dtype)
     model.zoo_spec = {"name": name, "args": copy.deepcopy(args)}

@@ -1,12 +1,35 @@
 """Curvature: one Hessian-vector-product operator and the algorithms built on it.
 
-The face re-exports: :mod:`.operator` (the operators), :mod:`.results` (result types),
+The face re-exports: :mod:`.operator` (the operators), :mod:`.ggn` (Gauss-Newton and
+empirical-Fisher operators, :func:`curvature_operator` by name), :mod:`.decompose`
+(``H = G + R``, Papyan's split), :mod:`.flatness` (readouts), :mod:`.results` (result types),
 :mod:`.lanczos` (top-k, smallest, :class:`Watch`), :mod:`.trace` (Hutchinson, Hutch++),
 :mod:`.slq` (density), :mod:`.outliers` (bulk/outlier split), :mod:`.layers` (per-layer
 blocks), :mod:`.pyhessian` (PyHessian cross-checks). :mod:`.report` and :mod:`.figures` are
 imported by name.
 """
 
+from landscape.hessian.decompose import (  # noqa: F401
+    DecompositionResult,
+    DifferenceOperator,
+    decompose_hessian,
+    papyan_split,
+    papyan_vectors,
+    subspace_overlap,
+)
+from landscape.hessian.flatness import (  # noqa: F401
+    NOTES,
+    FlatnessResult,
+    adaptive_sharpness,
+    basin_width,
+    flatness_readouts,
+)
+from landscape.hessian.ggn import (  # noqa: F401
+    OPERATOR_NAMES,
+    OPERATORS,
+    GaussNewtonOperator,
+    curvature_operator,
+)
 from landscape.hessian.lanczos import (  # noqa: F401
     ProgressFn,
     Watch,

@@ -103,3 +103,57 @@ def over_training(ts: TrainingSpectra, title: str | None = None) -> go.Figure:
                       xaxis_title=EIG_UNIT, yaxis_title="density (per unit eigenvalue)",
                       yaxis_type="log")
     return fig
+
+
+def decomposition(dec, title: str | None = None) -> go.Figure:
+    """Densities of H, G and R = H - G on one eigenvalue axis (log y), top eigenvalues of H
+    and G marked."""
+    fig = go.Figure()
+    for name, d, color in (("H (Hessian)", dec.density_h, "black"),
+                           ("G (Gauss-Newton)", dec.density_g, "steelblue"),
+                           ("R = H − G (residual)", dec.density_r, "darkorange")):
+        fig.add_trace(go.Scatter(x=dec.grid, y=np.maximum(d, 1e-12), mode="lines", name=name,
+                                 line={"color": color}))
+    for lam in dec.top_g:
+        fig.add_vline(x=float(lam), line={"color": "steelblue", "dash": "dot", "width": 1})
+    fig.update_layout(title=title or f"Why C outliers? Densities of H, G and R (σ = "
+                                     f"{dec.sigma:.2g}); top-{dec.overlap_k} overlap of H and "
+                                     f"G {dec.overlap:.3f}",
+                      xaxis_title=EIG_UNIT, yaxis_title="density (per unit eigenvalue)",
+                      yaxis_type="log", legend={"orientation": "h", "y": -0.25}, height=400)
+    return fig
+
+
+def papyan_parts(dec, title: str | None = None) -> go.Figure:
+    """Papyan's split of G: each part's measured rank against its bound, trace in the hover."""
+    parts = [p for p in ("class_means", "cross_class", "within_class") if p in dec.papyan]
+    names = [p.replace("_", " ") for p in parts]
+    ranks = [dec.papyan[p]["rank"] for p in parts]
+    bounds = [dec.papyan[p]["rank_bound"] for p in parts]
+    traces = [dec.papyan[p]["trace"] for p in parts]
+    tops = [dec.papyan[p]["top_eigenvalue"] for p in parts]
+    text = [f"trace {t:.3g}, top eigenvalue {e:.3g}" for t, e in zip(traces, tops)]
+    fig = go.Figure([
+        go.Bar(x=names, y=ranks, name="measured rank", text=ranks, textposition="outside",
+               hovertext=text),
+        go.Bar(x=names, y=bounds, name="rank bound", marker_color="lightgray"),
+    ])
+    fig.update_layout(title=title or f"Papyan's split of G on {dec.papyan.get('n_examples')} "
+                                     "examples: class means, cross-class, within-class",
+                      barmode="group", xaxis_title="part of G", yaxis_title="rank (dimensions)",
+                      yaxis_type="log", height=340)
+    return fig
+
+
+def flatness_slice(fl, title: str | None = None) -> go.Figure:
+    """The loss along the top eigenvector with the basin level L + delta and its edges."""
+    fig = go.Figure(go.Scatter(x=fl.ts, y=fl.losses, mode="lines", name="loss along u1"))
+    fig.add_hline(y=fl.loss + fl.delta, line={"dash": "dash"},
+                  annotation_text=f"loss + {fl.delta}")
+    for t in (-fl.basin_left, fl.basin_right):
+        if np.isfinite(t):
+            fig.add_vline(x=float(t), line={"color": "crimson", "dash": "dot"})
+    fig.update_layout(title=title or f"Basin along the top eigenvector: width "
+                                     f"{fl.basin_width:.3g} (quadratic {fl.basin_quadratic:.3g})",
+                      xaxis_title="distance along u1 (parameter units)", yaxis_title="loss")
+    return fig

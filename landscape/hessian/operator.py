@@ -286,6 +286,25 @@ class HessianOperator(OperatorBase):
             acc.add_(torch.cat([gi.detach().reshape(-1) for gi in g]), alpha=w)
         return acc.double().cpu().numpy()
 
+    def loss_at(self, theta) -> float:
+        """The full-batch mean loss at another parameter vector ``theta`` [P] (no gradient),
+        on a second private copy of the model, so the operator's point and graph stay."""
+        theta = as_tensor(theta, self.dtype).reshape(-1).to(self.device)
+        if theta.numel() != self.n_params:
+            raise LandscapeError(f"a parameter vector needs {self.n_params} numbers, "
+                                 f"got {theta.numel()}")
+        if getattr(self, "_probe", None) is None:
+            self._probe = copy.deepcopy(self._model)
+            self._probe_params = [p for _, p in self._probe.named_parameters() if p.requires_grad]
+        total = 0.0
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            for p, s, n in zip(self._probe_params, self.offsets[:-1], self.sizes):
+                p.copy_(theta[s:s + n].view(p.shape))
+            for Xc, yc, w in self._chunks():
+                total += w * float(loss_fn(self._probe(Xc), yc, self.loss_kind))
+        return total
+
     # ---- products
 
     def _split(self, v: torch.Tensor) -> list[torch.Tensor]:

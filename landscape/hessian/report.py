@@ -9,7 +9,13 @@ graph built once):
 3. the eigenvalue density by stochastic Lanczos quadrature (optional);
 4. per-layer top eigenvalue and trace (optional);
 5. the most negative eigenvalue (optional; slow to converge inside the bulk, so its residual
-   is reported with it).
+   is reported with it);
+6. the flatness readouts (:mod:`.flatness`: top eigenvalue, trace, adaptive sharpness, basin
+   width at loss + 0.1; on by default);
+7. the ``H = G + R`` decomposition and Papyan's split of ``G`` (:mod:`.decompose`; optional).
+
+``operator`` picks the curvature matrix of steps 1-6: ``"hessian"`` (default),
+``"ggn"`` (Gauss-Newton) or ``"empirical-fisher"`` (:mod:`.ggn`); all share one interface.
 
 With ``backend="pyhessian"`` steps 1 and 2 use PyHessian 0.1's power iteration and its
 early-stopping Hutchinson instead (the reference the field uses; no residuals, no outlier
@@ -31,6 +37,9 @@ from landscape import hessian as hs
 from landscape.core.data import Dataset
 from landscape.core.device import DTYPES
 from landscape.core.errors import LandscapeError
+from landscape.hessian.decompose import DecompositionResult, decompose_hessian
+from landscape.hessian.flatness import FlatnessResult, flatness_readouts
+from landscape.hessian.ggn import OPERATORS, curvature_operator
 from landscape.hessian.results import save_parts
 from landscape.io import results as store
 
@@ -39,7 +48,8 @@ BACKENDS = ("landscape", "pyhessian")
 
 #: The report's parts and their result types, in file order.
 PARTS = {"eig": hs.EigenResult, "trace": hs.TraceResult, "split": hs.OutlierResult,
-         "density": hs.DensityResult, "layers": hs.LayerResult, "smallest": hs.EigenResult}
+         "density": hs.DensityResult, "layers": hs.LayerResult, "smallest": hs.EigenResult,
+         "flatness": FlatnessResult, "decompose": DecompositionResult}
 #: Arrays stored under their historical names (what ``landscape hessian --out`` always wrote).
 LEGACY_KEYS = {("eig", "eigenvalues"): "eigenvalues", ("eig", "residuals"): "residuals",
                ("split", "rho"): "rho", ("density", "grid"): "density_grid",
@@ -99,6 +109,8 @@ class SpectrumReport:
     layers: hs.LayerResult | None = None
     smallest: hs.EigenResult | None = None
     meta: dict = field(default_factory=dict)
+    flatness: FlatnessResult | None = None
+    decompose: DecompositionResult | None = None
 
     def save(self, path, summary: dict | None = None):
         """Write the report to ``path`` (.npz or .json); returns the path."""
@@ -130,19 +142,27 @@ def compute_report(model, data: Dataset, loss: str, *, top_k: int = 5, outliers:
                    layers: bool = False, smallest: bool = False, backend: str = "landscape",
                    dtype: str = "float64",
                    samples: int | None = None, seed: int = 0, progress=None,
-                   cancel=None) -> SpectrumReport:
-    """The Hessian report of ``model`` on ``data`` (a fixed subset of ``samples`` examples
-    when given). ``progress(done, total, stage_name)`` and ``cancel`` as in
-    :mod:`landscape.core.jobs`."""
+                   cancel=None, operator: str = "hessian", flat: bool = True,
+                   decomposition: bool = False) -> SpectrumReport:
+    """The curvature report of ``model`` on ``data`` (a fixed subset of ``samples`` examples
+    when given) for the ``operator`` named (one of :data:`OPERATORS`); ``flat`` adds the
+    flatness readouts, ``decomposition`` the ``H = G + R`` split.
+    ``progress(done, total, stage_name)`` and ``cancel`` as in :mod:`landscape.core.jobs`."""
     if backend not in BACKENDS:
         raise LandscapeError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
     if dtype not in DTYPES:
         raise LandscapeError(f"dtype must be one of {sorted(DTYPES)}")
     if top_k < 1 or probes < 1:
         raise LandscapeError("top-k and probes must be at least 1")
+    if operator not in OPERATORS:
+        raise LandscapeError(f"unknown operator {operator!r}; choose one of {OPERATORS}")
+    if backend == "pyhessian" and operator != "hessian":
+        raise LandscapeError("the pyhessian backend has the Hessian only; use backend "
+                             "'landscape' for the Gauss-Newton or empirical-Fisher operator")
     t0 = time.perf_counter()
     sub = data.subset(samples, seed)
-    meta = {"backend": backend, "n_examples": sub.n, "dtype": dtype, "loss": loss}
+    meta = {"backend": backend, "n_examples": sub.n, "dtype": dtype, "loss": loss,
+            "operator": operator}
     if backend == "pyhessian":
         stages = 2
         if progress:
@@ -160,8 +180,8 @@ def compute_report(model, data: Dataset, loss: str, *, top_k: int = 5, outliers:
                     seconds=time.perf_counter() - t0)
         return SpectrumReport(eig, tr, meta=meta)
 
-    op = hs.HessianOperator(model, sub.X, sub.y, loss, dtype=DTYPES[dtype])
-    stages = 1 + (trace != "none") + bool(density) + bool(layers)
+    op = curvature_operator(operator, model, sub.X, sub.y, loss, dtype=DTYPES[dtype])
+    stages = 1 + (trace != "none") + bool(density) + bool(layers) + bool(decomposition)
     stage = 0
     split = None
     if outliers and sub.is_classification:
@@ -187,10 +207,22 @@ def compute_report(model, data: Dataset, loss: str, *, top_k: int = 5, outliers:
     if layers:
         lay = hs.layer_spectra(op, seed=seed, progress=_progress(
             progress, stage, stages, "per-layer spectra"), cancel=cancel)
+        stage += 1
     low = hs.smallest_eigenvalue(op, seed=seed, cancel=cancel) if smallest else None
+    fl = None
+    if flat:
+        fl = flatness_readouts(op, eig.eigenvalues[0], eig.eigenvectors[0],
+                              tr.trace if tr is not None else None, operator=operator,
+                              seed=seed, cancel=cancel)
+    dec = None
+    if decomposition:
+        dec = decompose_hessian(model, sub.X, sub.y, loss, dtype=DTYPES[dtype], seed=seed,
+                                progress=_progress(progress, stage, stages,
+                                                   "H = G + R and Papyan's split"),
+                                cancel=cancel)
     meta.update(hvps=op.hvps, n_params=op.n_params, loss_value=op.loss_value,
                 seconds=time.perf_counter() - t0)
-    return SpectrumReport(eig, tr, split, den, lay, low, meta)
+    return SpectrumReport(eig, tr, split, den, lay, low, meta, flatness=fl, decompose=dec)
 
 
 @dataclass
@@ -231,13 +263,14 @@ def pick_snapshots(steps, n: int = 3) -> list[int]:
 
 def spectrum_over_training(model, data: Dataset, loss: str, trajectory, *, n: int = 3,
                            top_k: int = 5, density: bool = True, samples: int | None = None,
-                           seed: int = 0, progress=None, cancel=None) -> TrainingSpectra:
-    """Top eigenvalues (and densities) at ``n`` snapshots of ``trajectory = (steps,
-    snapshots [T, P])``: how the spectrum changed during training."""
+                           seed: int = 0, progress=None, cancel=None,
+                           operator: str = "hessian") -> TrainingSpectra:
+    """Top eigenvalues (and densities) of the ``operator`` at ``n`` snapshots of
+    ``trajectory = (steps, snapshots [T, P])``: how the spectrum changed during training."""
     steps, snaps = trajectory
     idx = pick_snapshots(steps, n)
     sub = data.subset(samples, seed)
-    op = hs.HessianOperator(model, sub.X, sub.y, loss)
+    op = curvature_operator(operator, model, sub.X, sub.y, loss)
     tops, dens = [], []
     v0 = None
     for k, i in enumerate(idx):

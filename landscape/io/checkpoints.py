@@ -16,8 +16,10 @@ Formats, in order of preference:
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import threading
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -106,11 +108,12 @@ def read_sidecar(path: Path) -> dict | None:
 NATIVE_SUFFIXES = (".so", ".dll", ".dylib", ".pyd", ".cpp", ".cubin", ".o")
 
 
-def _refuse_native_code(path: Path) -> None:
+def _refuse_native_code(path: Path, source=None) -> None:
     """An AOTInductor package inside a ``.pt2`` carries a compiled library that
-    ``torch.export.load`` would load: native code from the file. Refuse such archives."""
+    ``torch.export.load`` would load: native code from the file. Refuse such archives.
+    ``source``: the archive's bytes (default: read ``path``)."""
     try:
-        with zipfile.ZipFile(path) as z:
+        with zipfile.ZipFile(io.BytesIO(source) if source is not None else path) as z:
             names = z.namelist()
     except zipfile.BadZipFile:
         raise LandscapeError(f"{path.name}: not a torch.export archive (truncated or wrong type)") from None
@@ -120,26 +123,55 @@ def _refuse_native_code(path: Path) -> None:
                              f"{EXPORT_HINT}")
 
 
+# torch's pytree module warns about its own deprecated ``LeafSpec`` while an exported
+# program's tree specs are unpickled (and when its module is deep-copied); only that warning
+# is silenced, only around those calls.
+PYTREE_WARNING = r".*LeafSpec"
+
+
+@contextlib.contextmanager
+def quiet_pytree():
+    """Silence torch's pytree ``LeafSpec`` FutureWarning for the block (nothing else)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=PYTREE_WARNING, category=FutureWarning)
+        yield
+
+
 def _load_pt2(path: Path) -> LoadedModel:
     if not zipfile.is_zipfile(path):
         raise LandscapeError(f"{path.name}: not a torch.export archive (truncated or wrong type)")
-    _refuse_native_code(path)
+    module, batch = program_from_bytes(path.read_bytes(), path.name)
+    return LoadedModel(module, "pt2", None, None,
+                       {"n_params": _count(module), "static_batch": batch})
+
+
+def program_from_bytes(source: bytes, name: str = "program.pt2") -> tuple[nn.Module, int | None]:
+    """``(module, static batch or None)`` of a ``torch.export`` archive given as bytes, loaded
+    under the guard that refuses pickled objects and compiled code (see the module docstring).
+
+    The module (in eval mode, wrapped in :class:`StaticBatch` when the program has a fixed
+    batch size) keeps the archive's bytes as ``module.landscape_pt2``, so worker processes
+    can load the same program once from those bytes instead of pickling the module (an
+    exported module cannot be pickled)."""
+    path = Path(name)
+    _refuse_native_code(path, source)
     try:
-        with _no_code_execution():
-            ep = torch.export.load(str(path))
+        with _no_code_execution(), quiet_pytree():
+            ep = torch.export.load(io.BytesIO(source))
     except Exception as e:
         text = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
         if "pickle" in text.lower() or "weights_only" in text.lower() or "Unpickl" in type(e).__name__:
             raise LandscapeError(f"{path.name}: refused, the archive needs code execution to "
                                  f"load ({text}); {EXPORT_HINT}") from None
         raise LandscapeError(f"{path.name}: cannot read the torch.export archive ({text})") from None
-    module = ep.module()
+    with quiet_pytree():
+        module = ep.module()
     _eval_mode(module)
     batch = _static_batch(ep)
     if batch is not None:
         module = StaticBatch(module, batch)
-    return LoadedModel(module, "pt2", None, None,
-                       {"n_params": _count(module), "static_batch": batch})
+    module.landscape_pt2 = source
+    return module, batch
 
 
 def _static_batch(ep) -> int | None:

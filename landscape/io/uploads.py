@@ -28,6 +28,15 @@ MODEL_TYPES = ("pt2", "safetensors", "pt", "pth")
 DATA_TYPES = ("npz", "csv")
 
 
+def check_size(raw: bytes, filename: str, what: str, limit_mb: int) -> None:
+    """One message above the cap, naming the field, the size and the cap (sizes are shown
+    to 0.1 MB, so a file just over the cap never reads as equal to it)."""
+    if len(raw) > limit_mb * 2**20:
+        mb = max(len(raw) / 2**20, limit_mb + 0.1)
+        raise LandscapeError(f"{what} {filename}: {mb:.1f} MB is over the {limit_mb} MB upload "
+                             f"limit; upload a smaller file")
+
+
 def load_model_bytes(raw: bytes, filename: str, arch=None) -> checkpoint.LoadedModel:
     """A model from uploaded bytes; ``arch`` (zoo spec, dict or JSON) for a state_dict."""
     suffix = Path(filename).suffix.lower().lstrip(".")
@@ -36,9 +45,7 @@ def load_model_bytes(raw: bytes, filename: str, arch=None) -> checkpoint.LoadedM
                              f"one of {', '.join('.' + t for t in MODEL_TYPES)}")
     if len(raw) == 0:
         raise LandscapeError(f"{filename}: the file is empty")
-    if len(raw) > MAX_MODEL_MB * 2**20:
-        raise LandscapeError(f"{filename}: {len(raw) / 2**20:.0f} MB is over the "
-                             f"{MAX_MODEL_MB} MB limit")
+    check_size(raw, filename, "model file", MAX_MODEL_MB)
     folder = Path(tempfile.mkdtemp(prefix="landscape-upload-"))
     try:
         path = folder / f"model.{suffix}"
@@ -54,9 +61,7 @@ def load_model_bytes(raw: bytes, filename: str, arch=None) -> checkpoint.LoadedM
 
 def load_data_bytes(raw: bytes, filename: str) -> data.Dataset:
     """A data set from uploaded ``.npz`` / ``.csv`` bytes."""
-    if len(raw) > MAX_DATA_MB * 2**20:
-        raise LandscapeError(f"{filename}: {len(raw) / 2**20:.0f} MB is over the "
-                             f"{MAX_DATA_MB} MB limit")
+    check_size(raw, filename, "data file", MAX_DATA_MB)
     return data.load_bytes(raw, filename)
 
 

@@ -150,7 +150,7 @@ def _subset_error(model, data, task, xs, ys, loss, config) -> dict:
 def compute(model: nn.Module, data: Dataset, config: SurfaceConfig, *, trajectory=None,
             model_b: nn.Module | None = None, model_c: nn.Module | None = None,
             hessian_vectors=None, progress=None, cancel=None, device=None,
-            grid_fn=None) -> SurfaceResult:
+            grid_fn=None, directions=None, test_data: Dataset | None = None) -> SurfaceResult:
     """Directions by ``config.directions``, then the surface:
 
     - ``random``: filter-normalized Gaussian directions (seeds ``seed``, ``seed + 1``);
@@ -164,6 +164,10 @@ def compute(model: nn.Module, data: Dataset, config: SurfaceConfig, *, trajector
 
     ``grid_fn`` replaces :func:`evaluate_grid` (same signature and result), e.g.
     :class:`landscape.surface.executors.ray.RayGridEvaluator` to evaluate the grid on a Ray cluster.
+
+    ``directions``: given flat directions ``(dx, dy)`` [P] (e.g. read from a directions file;
+    ``dy`` None for 1-D) replace ``config.directions`` (``meta["directions"] = "file"``).
+    ``test_data``: the same grid is evaluated on it too (``test_loss``/``test_acc``).
     """
     config.validate()
     layout = Layout.of(model)
@@ -172,7 +176,12 @@ def compute(model: nn.Module, data: Dataset, config: SurfaceConfig, *, trajector
     center = None
     traj_info = None
     kind = config.directions
-    if kind == "random":
+    if directions is not None:
+        kind = "file"
+        dx = torch.as_tensor(np.asarray(directions[0]), dtype=w.dtype)
+        dy = None if directions[1] is None else torch.as_tensor(np.asarray(directions[1]), dtype=w.dtype)
+        extra["directions"] = "file"
+    elif kind == "random":
         dx, dy = dirs.random_plane(w, layout, config.seed, config.norm, config.ignore,
                                    config.orthogonalize)
     elif kind == "pca":
@@ -234,6 +243,11 @@ def compute(model: nn.Module, data: Dataset, config: SurfaceConfig, *, trajector
             res.meta["loss_a"], res.meta["loss_b"] = float(ls[i0]), float(ls[i1])
     if traj_info is not None:
         res.trajectory = traj_info
+    if test_data is not None:
+        t = surface(model, test_data, dx, dy, config, cancel=cancel, device=device, center=center,
+                    grid_fn=grid_fn)
+        res.test_loss, res.test_acc = t.loss, t.acc
+        res.meta["test_loss_center"], res.meta["test_n_data"] = t.meta["loss_center"], test_data.n
     return res
 
 

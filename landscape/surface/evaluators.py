@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from landscape.core import losses
+from landscape.surface.rewrites import NotFactorable, fold_batchnorm, install_first_layer
 
 FAST_ACTS = (nn.ReLU, nn.Tanh, nn.GELU, nn.Identity)
 
@@ -59,6 +60,50 @@ class PlaneTask:
     bn: str = "keep"
     bn_data: torch.Tensor | None = None
     method: str = "auto"
+
+    def __getstate__(self):
+        """An exported program cannot be pickled: ship its archive bytes (kept by
+        :func:`landscape.io.checkpoints.program_from_bytes` as ``model.landscape_pt2``) and its
+        buffers instead; the receiving process loads the program once from the bytes."""
+        state = dict(self.__dict__)
+        source = getattr(self.model, "landscape_pt2", None)
+        if isinstance(source, bytes):
+            buffers = {k: v.detach().cpu().clone() for k, v in self.model.named_buffers()}
+            state["model"] = ProgramBytes(source, buffers)
+        return state
+
+    def __setstate__(self, state):
+        if isinstance(state.get("model"), ProgramBytes):
+            state = dict(state, model=state["model"].load())
+        self.__dict__.update(state)
+
+
+class ProgramBytes:
+    """A ``torch.export`` archive as bytes plus the module's buffers, for shipping a task to
+    another process. :meth:`load` reads it under the pickle-refusing guard of
+    :mod:`landscape.io.checkpoints` (once per process per archive: the last one is cached)."""
+
+    _cache: dict = {}
+
+    def __init__(self, source: bytes, buffers: dict):
+        self.source, self.buffers = source, buffers
+
+    def load(self) -> nn.Module:
+        import hashlib
+
+        from landscape.io.checkpoints import program_from_bytes
+
+        key = hashlib.sha256(self.source).hexdigest()
+        module = ProgramBytes._cache.get(key)
+        if module is None:
+            module, _ = program_from_bytes(self.source)
+            ProgramBytes._cache.clear()
+            ProgramBytes._cache[key] = module
+        with torch.no_grad():
+            for k, b in module.named_buffers():
+                if k in self.buffers:
+                    b.copy_(self.buffers[k])
+        return module
 
 
 def is_fast_mlp(model: nn.Module) -> bool:
@@ -94,31 +139,90 @@ def build_evaluator(task: PlaneTask):
 
 
 class ModuleEvaluator:
-    """Generic per-point evaluation on one private copy of the model."""
+    """Generic per-point evaluation on one private copy of the model.
+
+    With ``fast`` (the default, off when BatchNorm statistics are recomputed), two exact
+    rewrites are tried on the copy and kept only if the output at a trial point equals the
+    plain forward's (to 1e-9 relative in float64, 1e-4 in float32):
+
+    - the first-layer factorisation (:class:`FirstLayer`) when the first parametrised layer
+      is ``Linear`` or ``Conv`` (a submodule of an ``nn.Module``, or an ``aten`` linear or
+      convolution node of an exported program's graph);
+    - BatchNorm folding (exported graphs): ``batch_norm(conv(x, W, c))`` in eval mode becomes
+      ``conv(x, W s, (c - mu) s + beta)`` with ``s = gamma / sqrt(var + eps)``, computed
+      from the current parameters at every forward (a few tiny ops instead of a pass over
+      the activations).
+
+    ``fast_path`` names what was applied (``"first-layer"``, ``"bn-fold"``, joined by ``+``,
+    or ``"none"``)."""
 
     name = "module"
 
-    def __init__(self, task: PlaneTask):
+    def __init__(self, task: PlaneTask, fast: bool = True):
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
+            warnings.filterwarnings("ignore", message=".*LeafSpec", category=FutureWarning)
             self.model = copy.deepcopy(task.model)
-        self.model.eval()
-        self.params = [p for p in self.model.parameters() if p.requires_grad]
-        for p in self.params:
-            p.requires_grad_(False)
-        self.views = []
-        start = 0
-        for p in self.params:
-            k = p.numel()
-            sl = slice(start, start + k)
-            self.views.append((task.w[sl].view_as(p), task.dx[sl].view_as(p),
-                               task.dy[sl].view_as(p), bool(task.dy[sl].any())))
-            start += k
+            spare = copy.deepcopy(self.model) if fast else None
+        _eval(self.model)
+        self.task = task
         self.X, self.y, self.loss = task.X, task.y, task.loss
         self.bn = task.bn
         self.bn_data = task.bn_data if task.bn_data is not None else task.X
         self.bn_modules = [m for m in self.model.modules()
                            if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        self.slices = {}
+        start = 0
+        for n, p in self.model.named_parameters():
+            if p.requires_grad:
+                self.slices[n] = slice(start, start + p.numel())
+                start += p.numel()
+        self.first, self.fast_path = None, "none"
+        self._bind(self.model, ())
+        if fast and not (self.bn == "recompute" and self.bn_modules):
+            self._try_fast(spare)
+
+    def _bind(self, model, skip) -> None:
+        """Views of ``w``, ``dx``, ``dy`` for every moving parameter of ``model`` not in ``skip``."""
+        task = self.task
+        self.params, self.views = [], []
+        for n, p in model.named_parameters():
+            if n not in self.slices or n in skip:
+                continue
+            p.requires_grad_(False)
+            sl = self.slices[n]
+            self.params.append(p)
+            self.views.append((task.w[sl].view_as(p), task.dx[sl].view_as(p),
+                               task.dy[sl].view_as(p), bool(task.dy[sl].any())))
+
+    @torch.no_grad()
+    def _try_fast(self, model) -> None:
+        a, b = 0.37, (-0.29 if bool(self.task.dy.any()) else 0.0)
+        self.set_point(a, b)
+        ref = self.model(self.X)
+        plain = (self.model, self.params, self.views)
+        try:
+            _eval(model)
+            first, skip = install_first_layer(model, self.task, self.slices)
+            folded = fold_batchnorm(model)
+            if first is None and not folded:
+                return
+            self.model, self.first = model, first
+            self._bind(model, skip)
+            self.set_point(a, b)
+            out = self.model(self.X)
+            tol = 1e-9 if out.dtype == torch.float64 else 1e-4
+            ok = out.shape == ref.shape and bool(torch.allclose(out, ref, rtol=tol, atol=tol * float(ref.abs().max())))
+        except Exception:  # noqa: BLE001 - any surprise keeps the plain forward
+            ok = False
+        if ok:
+            self.plain = plain
+            self.fast_path = "+".join(["first-layer"] * (first is not None) + ["bn-fold"] * bool(folded))
+        else:
+            self._plain(plain)
+
+    def _plain(self, plain) -> None:
+        self.model, self.params, self.views = plain
+        self.first, self.fast_path = None, "none"
 
     @torch.no_grad()
     def set_point(self, a: float, b: float) -> None:
@@ -126,6 +230,8 @@ class ModuleEvaluator:
             torch.add(w, dx, alpha=a, out=p.data)
             if has_dy and b != 0.0:
                 p.data.add_(dy, alpha=b)
+        if self.first is not None:
+            self.first.set_point(a, b)
         if self.bn == "recompute" and self.bn_modules:
             self._recompute_bn()
 
@@ -145,14 +251,27 @@ class ModuleEvaluator:
     @torch.no_grad()
     def __call__(self, a: float, b: float = 0.0) -> tuple[float, float]:
         self.set_point(a, b)
-        out = self.model(self.X)
+        try:
+            out = self.model(self.X)
+        except NotFactorable:  # the first layer's input moved: back to the plain forward
+            self._plain(self.plain)
+            self.set_point(a, b)
+            out = self.model(self.X)
         return losses.loss(out, self.y, self.loss).item(), losses.accuracy(out, self.y)
+
+
+def _eval(module: nn.Module) -> None:
+    try:
+        module.eval()
+    except Exception:  # noqa: BLE001 - an exported module may refuse .eval(); it is in eval mode
+        pass
 
 
 class MLPEvaluator:
     """Hand-written forward for ``Linear``/activation stacks with buffers allocated once."""
 
     name = "mlp"
+    fast_path = "first-layer"
 
     def __init__(self, task: PlaneTask):
         mods = list(task.model)
@@ -308,8 +427,9 @@ class ChunkEvaluator:
     Calling it returns two float64 arrays ``(loss [n], acc [n])``; ``name`` is the method
     (``mlp``, ``module`` or ``vmap``)."""
 
-    def __init__(self, task: PlaneTask, device="cpu", batched: bool | None = None):
+    def __init__(self, task: PlaneTask, device="cpu", batched: bool | None = None, vmap_batch: int = 64):
         self.task = task_to(task, device)
+        self.vmap_batch = int(vmap_batch)
         self.batched = torch.device(device).type != "cpu" if batched is None else bool(batched)
         self.ev = None if self.batched else build_evaluator(self.task)
         self.name = "vmap" if self.batched else self.ev.name
@@ -317,7 +437,7 @@ class ChunkEvaluator:
 
     def __call__(self, points) -> tuple[np.ndarray, np.ndarray]:
         if self.batched:
-            loss, acc = evaluate_points_vmap(self.task, points)
+            loss, acc = evaluate_points_vmap(self.task, points, self.vmap_batch)
             return np.asarray(loss, np.float64), np.asarray(acc, np.float64)
         vals = [self.ev(a, b) for a, b in points]
         return (np.asarray([v[0] for v in vals], np.float64),

@@ -43,4 +43,7 @@ class LocalExecutor:
     def run(self, task, plan, grid) -> dict:
         ev = build_evaluator(task)
         run_points(ev, plan, grid, grid.todo())
-        return {"method": ev.name, "device": "cpu", "workers": 1}
+        import torch
+
+        return {"method": ev.name, "device": "cpu", "workers": 1, "executor": "local",
+                "threads_per_worker": torch.get_num_threads(), "fast_path": getattr(ev, "fast_path", "none")}

@@ -16,7 +16,13 @@ Protocol: pickles over the worker's stdin/stdout pipes (private to this process 
 A plane is shipped once as a pickle in a private temporary file (our own data, never a
 user file); each chunk message names that file and a token, and a worker builds its
 evaluator once per token (:class:`~landscape.surface.evaluators.ChunkEvaluator`, the
-code of the local path) and answers two float64 arrays ``(loss, acc)`` per chunk. A feeder
+code of the local path) and answers two float64 arrays ``(loss, acc)`` per chunk. An
+exported (``.pt2``) program travels as its archive bytes
+(:meth:`~landscape.surface.evaluators.PlaneTask.__getstate__`): each worker loads it once
+per plane under the pickle-refusing guard of :mod:`landscape.io.checkpoints`.
+
+``info`` adds ``executor`` (``pool`` or ``local``), ``threads_per_worker`` and
+``fast_path`` (see :class:`~landscape.surface.evaluators.ModuleEvaluator`). A feeder
 thread per worker pulls chunks from a shared queue, so cancelling is clearing the queue;
 chunks already running finish (they are small).
 """
@@ -66,6 +72,10 @@ class _Worker:
             self.proc.wait(timeout=5)
         except Exception:
             self.proc.kill()
+        try:
+            self.proc.stdout.close()
+        except Exception:  # noqa: BLE001 - closing a dead pipe
+            pass
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -78,6 +88,7 @@ class Pool:
         self.n = n
         self.workers = [_Worker() for _ in range(n)]
         self.busy = threading.Lock()
+        self.ready = False  # every worker answered a ping
 
     def ping(self) -> None:
         """Wait until every worker answers; raises WorkerDied when one does not start."""
@@ -169,8 +180,20 @@ def get_pool(n_workers: int) -> Pool:
             _pool = None
         if _pool is None:
             _pool = Pool(n_workers)
+        if not _pool.ready:
             _pool.ping()
+            _pool.ready = True
         return _pool
+
+
+def prestart(n_workers: int) -> None:
+    """Start ``n_workers`` worker processes now without waiting for them (their ``import
+    torch`` overlaps with the caller loading its model and data); :func:`get_pool` waits for
+    them when the points are ready. Does nothing when a pool is already running."""
+    global _pool
+    with _lock:
+        if _pool is None and n_workers > 1:
+            _pool = Pool(n_workers)
 
 
 def is_warm(n_workers: int) -> bool:
@@ -260,12 +283,16 @@ class PoolExecutor:
         return "cpu", False
 
     def run(self, task, plan, grid) -> dict:
+        import torch
+
         from landscape.core.device import cpu_count
         from landscape.surface.evaluators import build_evaluator
         from landscape.surface.executors.local import run_points
 
         ev = build_evaluator(task)
-        info = {"method": ev.name, "device": "cpu", "workers": 1}
+        info = {"method": ev.name, "device": "cpu", "workers": 1, "executor": "local",
+                "threads_per_worker": torch.get_num_threads(),
+                "fast_path": getattr(ev, "fast_path", "none")}
         todo = grid.todo()
         if len(todo) == 0:
             return info
@@ -297,11 +324,11 @@ class PoolExecutor:
 
         try:
             pool = get_pool(n_workers)
-            info["workers"] = pool.n
+            info.update(workers=pool.n, executor="pool", threads_per_worker=1)
             pool.run(shipped.token, shipped.path, [plan.points(c) for c in chunks], on_result,
                      grid.cancel)
         except WorkerDied:  # finish what is missing here, with the same evaluator
-            info["workers"] = 1
+            info.update(workers=1, executor="local", threads_per_worker=torch.get_num_threads())
             run_points(ev, plan, grid, grid.todo())
         finally:
             shipped.close()

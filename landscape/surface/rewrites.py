@@ -1,0 +1,188 @@
+"""Exact rewrites of a model copy that make a surface point cheaper (used by
+:class:`landscape.surface.evaluators.ModuleEvaluator`, which keeps them only when a trial
+point agrees with the plain forward).
+
+- **First-layer factorisation** (:func:`install_first_layer`): a Linear or Conv layer
+  ``f(x; W, c)`` is linear in its weight and bias jointly, so on the plane
+  ``W + a Dx + b Dy`` its output is ``f(x; W, c) + a f(x; Dx, dcx) + b f(x; Dy, dcy)``:
+  three layer outputs once per plane, one axpy per point. Applies when the first
+  parametrised layer (a submodule of an ``nn.Module``, found by call order; or the first
+  ``aten`` linear/convolution node of an exported graph) is Linear or Conv, its parameters
+  are not shared, and it runs once per forward. Its input must not move with the point:
+  checked at every call (``torch.equal``), else :class:`NotFactorable`.
+- **BatchNorm folding** (:func:`fold_batchnorm`, exported graphs): an eval-mode
+  ``batch_norm(conv(x, W, c))`` becomes ``conv(x, W s, (c - mean) s + beta)`` with
+  ``s = gamma / sqrt(var + eps)`` per output channel, computed from the current parameters
+  at every forward (a few ops on ``[C_out, ...]`` instead of a pass over ``[N, C, H, W]``).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class NotFactorable(RuntimeError):
+    """The first layer's input changed between points: it depends on moving parameters."""
+
+
+class FirstLayer(nn.Module):
+    """Stands in for the first parametrised layer ``f(x; W, c)`` (Linear or Conv), which is
+    linear in its weight and bias jointly: ``f(x; W + a Dx + b Dy, c + a dcx + b dcy) =
+    f(x; W, c) + a f(x; Dx, dcx) + b f(x; Dy, dcy)``. The three outputs (each the layer's
+    output shape, e.g. ``[N, C, H, W]``) are computed once, from the input seen on the first
+    call; a point then costs one axpy (two when ``b`` changes). Every later call checks that
+    its input is still that input (else :class:`NotFactorable`)."""
+
+    def __init__(self, op, weights, biases):
+        super().__init__()
+        self.op, self.weights, self.biases = op, weights, biases
+        self.x = None
+        self.a = self.b = 0.0
+
+    def set_point(self, a: float, b: float) -> None:
+        self.a, self.b = a, b
+
+    def forward(self, x):
+        if self.x is None:
+            self.x = x.detach().clone()
+            self.z = [self.op(x, W, c) for W, c in zip(self.weights, self.biases)]
+            self.has_dy = bool(self.weights[2].any()) or (self.biases[2] is not None and bool(self.biases[2].any()))
+            self.zb, self._b = self.z[0].clone(), 0.0
+            self.out = torch.empty_like(self.z[0])
+        elif x is not self.x and not torch.equal(x, self.x):
+            raise NotFactorable("the first layer's input depends on moving parameters")
+        if self.has_dy and self.b != self._b:
+            torch.add(self.z[0], self.z[2], alpha=self.b, out=self.zb)
+            self._b = self.b
+        return torch.add(self.zb, self.z[1], alpha=self.a, out=self.out)
+
+
+LAYER_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+def _layer_ops():
+    aten = torch.ops.aten
+    return {aten.linear.default, aten.conv1d.default, aten.conv2d.default, aten.conv3d.default}
+
+
+def install_first_layer(model: nn.Module, task, slices: dict):
+    """Replace the first parametrised layer of ``model`` (in place) by a :class:`FirstLayer`
+    when it is Linear or Conv and used once; returns ``(FirstLayer or None, its parameter
+    names)``. ``task``: a ``PlaneTask``; ``slices``: parameter name -> slice of the flat vectors."""
+    if isinstance(model, torch.fx.GraphModule):
+        return _first_in_graph(model, task, slices)
+    calls = []
+    hooks = [m.register_forward_pre_hook(lambda mod, _inp: calls.append(mod))
+             for m in model.modules() if any(True for _ in m.parameters(recurse=False))]
+    try:
+        model(task.X[:2])
+    finally:
+        for h in hooks:
+            h.remove()
+    if not calls or not isinstance(calls[0], LAYER_TYPES) or calls.count(calls[0]) != 1:
+        return None, ()
+    layer = calls[0]
+    path = next(n for n, m in model.named_modules() if m is layer)
+    names = [f"{path}.{k}" for k, _ in layer.named_parameters()]
+    shared = [p for _, p in model.named_parameters(remove_duplicate=False)
+              if any(p is q for q in layer.parameters())]
+    if len(shared) != len(names) or any(n not in slices for n in names) or layer.weight is None:
+        return None, ()
+
+    def op(x, W, c, layer=layer):
+        params = {"weight": W} if c is None else {"weight": W, "bias": c}
+        return torch.func.functional_call(layer, params, (x,))
+
+    first = _make_first(op, task, slices, f"{path}.weight",
+                        f"{path}.bias" if layer.bias is not None else None)
+    parent_name, _, attr = path.rpartition(".")
+    setattr(model.get_submodule(parent_name) if parent_name else model, attr, first)
+    return first, tuple(names)
+
+
+def _make_first(op, task, slices, wname, bname):
+    sw = slices[wname]
+    shape = dict(task.model.named_parameters())[wname].shape
+    weights = [t[sw].view(shape) for t in (task.w, task.dx, task.dy)]
+    biases = [None] * 3 if bname is None else [t[slices[bname]] for t in (task.w, task.dx, task.dy)]
+    return FirstLayer(op, weights, biases)
+
+
+def _first_in_graph(gm, task, slices):
+    ops = _layer_ops()
+    node = None
+    for n in gm.graph.nodes:
+        if n.op == "call_function" and n.target in ops:
+            node = n
+            break
+        if n.op != "get_attr" and any(a.op == "get_attr" and a.target in slices for a in n.all_input_nodes):
+            return None, ()  # a moving parameter is used before the first layer
+    if node is None or node.kwargs or len(node.args) < 2:
+        return None, ()
+    w = node.args[1]
+    c = node.args[2] if len(node.args) > 2 else None
+    for a in (w, c):
+        if a is not None and (getattr(a, "op", None) != "get_attr" or a.target not in slices or len(a.users) != 1):
+            return None, ()
+    rest = tuple(node.args[3:])
+
+    def op(x, W, b, target=node.target, rest=rest):
+        return target(x, W, b, *rest)
+
+    first = _make_first(op, task, slices, w.target, None if c is None else c.target)
+    gm.add_submodule("landscape_first_layer", first)
+    with gm.graph.inserting_before(node):
+        new = gm.graph.call_module("landscape_first_layer", (node.args[0],))
+    node.replace_all_uses_with(new)
+    gm.graph.erase_node(node)
+    for a in (w, c):
+        if a is not None and not a.users:
+            gm.graph.erase_node(a)
+    gm.recompile()
+    return first, tuple(a.target for a in (w, c) if a is not None)
+
+
+def _bn_fold(w, c, gamma, beta, mean, var, eps: float):
+    """``(W s, (c - mean) s + beta)`` with ``s = gamma / sqrt(var + eps)`` per output channel."""
+    s = torch.rsqrt(var + eps)
+    if gamma is not None:
+        s = s * gamma
+    w2 = w * s.reshape(-1, *([1] * (w.dim() - 1)))
+    c2 = ((-mean) if c is None else (c - mean)) * s
+    return w2, (c2 if beta is None else c2 + beta)
+
+
+def fold_batchnorm(model: nn.Module) -> int:
+    """Fold eval-mode ``batch_norm`` nodes into the convolution feeding them (exported graphs
+    only; in place); returns how many were folded."""
+    if not isinstance(model, torch.fx.GraphModule):
+        return 0
+    import operator
+
+    aten = torch.ops.aten
+    convs = {aten.conv1d.default, aten.conv2d.default, aten.conv3d.default}
+    g, n = model.graph, 0
+    for bn in list(g.nodes):
+        if bn.op != "call_function" or bn.target is not aten.batch_norm.default or bn.kwargs:
+            continue
+        conv = bn.args[0]
+        if (getattr(conv, "op", None) != "call_function" or conv.target not in convs or conv.kwargs
+                or len(conv.users) != 1 or len(conv.args) < 2):
+            continue
+        _, gamma, beta, mean, var, training, _, eps = bn.args[:8]
+        if training or mean is None or var is None:
+            continue
+        c = conv.args[2] if len(conv.args) > 2 else None
+        with g.inserting_before(bn):
+            fold = g.call_function(_bn_fold, (conv.args[1], c, gamma, beta, mean, var, float(eps)))
+            w2 = g.call_function(operator.getitem, (fold, 0))
+            c2 = g.call_function(operator.getitem, (fold, 1))
+            new = g.call_function(conv.target, (conv.args[0], w2, c2, *conv.args[3:]))
+        bn.replace_all_uses_with(new)
+        g.erase_node(bn)
+        g.erase_node(conv)
+        n += 1
+    if n:
+        model.recompile()
+    return n
