@@ -23,7 +23,7 @@ LR_ADAM = [5e-4, 1e-3, 2e-3, 3e-3, 4e-3, 6e-3, 8e-3, 1e-2, 2e-2]
 
 st.title("Edge of stability")
 st.caption("Full-batch gradient descent raises the sharpness (the top Hessian eigenvalue) until "
-           "it reaches the stability threshold 2/eta, then hovers there while the loss keeps "
+           "it reaches the stability threshold 2/η, then hovers there while the loss keeps "
            "falling, no longer monotonically (Cohen et al. 2021; Adam: Cohen et al. 2022).")
 
 
@@ -39,20 +39,20 @@ H = holder()
 
 # --------------------------------------------------------------------------- the 1-D lesson
 
-st.subheader("Why 2/eta: gradient descent on a parabola")
+st.subheader("Why 2/η: gradient descent on a parabola")
 q1, q2, q3 = st.columns(3)
-q_lam = q1.slider("Curvature lambda (loss / parameter unit^2)", 0.5, 20.0, 4.0, step=0.5,
+q_lam = q1.slider("Curvature λ (loss / parameter unit²)", 0.5, 20.0, 4.0, step=0.5,
                   key="q_lam", bind="query-params")
-q_eta = q2.slider("Learning rate eta", 0.01, 1.0, 0.3, step=0.01, key="q_eta", bind="query-params")
+q_eta = q2.slider("Learning rate η", 0.01, 1.0, 0.3, step=0.01, key="q_eta", bind="query-params")
 q_steps = q3.slider("Steps", 5, 60, 25, key="q_steps", bind="query-params")
 try:
     quad = eos.quadratic_iterates(q_lam, q_eta, steps=int(q_steps))
     st.plotly_chart(eos.fig_quadratic(quad), width="stretch", key="quad_fig")
-    st.caption(f"f(x) = lambda x^2 / 2 and x_(t+1) = (1 - eta lambda) x_t with eta lambda = "
-               f"{q_eta * q_lam:.3g}: monotone convergence below eta = 1/lambda = {1 / q_lam:.3g}, "
-               f"oscillating convergence up to eta = 2/lambda = {2 / q_lam:.3g}, divergence above. "
-               f"Here: **{quad.regime}**. Turned around: for a fixed eta, any direction whose "
-               f"curvature exceeds 2/eta is unstable.")
+    st.caption(f"f(x) = λ x² / 2 and x_(t+1) = (1 - η λ) x_t with η λ = "
+               f"{q_eta * q_lam:.3g}: monotone convergence below η = 1/λ = {1 / q_lam:.3g}, "
+               f"oscillating convergence up to η = 2/λ = {2 / q_lam:.3g}, divergence above. "
+               f"Here: **{quad.regime}**. Turned around: for a fixed η, any direction whose "
+               f"curvature exceeds 2/η is unstable.")
 except LandscapeError as e:
     st.error(f"{e}. Change the settings and try again.")
 
@@ -91,10 +91,10 @@ opt = c1.radio("Optimizer", list(eos.OPTIMIZERS), index=list(eos.OPTIMIZERS).ind
                key="eos_opt", bind="query-params", horizontal=True,
                format_func={"gd": "GD", "momentum": "heavy ball", "adam": "Adam"}.get)
 if opt == "adam":
-    lr = c2.select_slider("Learning rate eta", LR_ADAM, value=4e-3, key="eos_lr_adam",
+    lr = c2.select_slider("Learning rate η", LR_ADAM, value=4e-3, key="eos_lr_adam",
                           bind="query-params", format_func=lambda v: f"{v:g}")
 else:
-    lr = c2.select_slider("Learning rate eta", LR_GD, value=0.4, key="eos_lr", bind="query-params",
+    lr = c2.select_slider("Learning rate η", LR_GD, value=0.4, key="eos_lr", bind="query-params",
                           format_func=lambda v: f"{v:g}")
 mom = c3.slider("Momentum beta", 0.0, 0.99, 0.9, step=0.01, key="eos_mom", bind="query-params",
                 disabled=opt != "momentum")
@@ -117,8 +117,8 @@ cfg = eos.preset(st.session_state["eos_preset"], optimizer=opt, lr=float(lr), mo
 m1, m2 = st.columns(2)
 try:
     m1.metric("Stability threshold (loss / parameter unit^2)", f"{cfg.threshold:.4g}",
-              help={"gd": "2 / eta", "momentum": "(2 + 2 beta) / eta",
-                    "adam": "(2 + 2 beta1) / ((1 - beta1) eta), for the preconditioned sharpness"}[opt])
+              help={"gd": "2 / η", "momentum": "(2 + 2 β) / η",
+                    "adam": "(2 + 2 β₁) / ((1 - β₁) η), for the preconditioned sharpness"}[opt])
 except LandscapeError as e:
     st.error(f"{e}. Change the settings and try again.")
 m2.metric("Parameter updates", f"{cfg.steps:,}")

@@ -27,7 +27,7 @@ st.caption("Curvature of the full-batch training loss: top eigenvalues by Lanczo
            "the empirical Fisher, with flatness readouts and the split H = G + R.")
 
 names = list(presets.PRESETS)
-with st.expander("Setup", expanded=not lecture):
+with st.expander("Setup: model, what to compute, budget", expanded=False):
     c1, c2, c3 = st.columns(3)
     name = c1.selectbox("Preset", names, key="h_preset", bind="query-params")
     samples = c1.select_slider("Examples", ["200", "500", "1000", "all"], value="500",

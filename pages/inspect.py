@@ -65,6 +65,16 @@ def digest(raw: bytes) -> str:
     return hashlib.sha256(raw).hexdigest()[:16]
 
 
+FIELD = "Architecture (zoo spec JSON)"
+
+
+def in_page_terms(message: str) -> str:
+    """The loader's message with its command-line flag named as this page's field."""
+    return (message.replace("pass a zoo spec with --arch", f'fill the "{FIELD}" field with a zoo spec')
+            .replace("--arch is not a JSON zoo spec", f'the "{FIELD}" field is not a JSON zoo spec')
+            .replace("--arch", f'the "{FIELD}" field'))
+
+
 @st.cache_resource(show_spinner="Reading the model...", max_entries=8)
 def read_model(raw: bytes, name: str, arch_text: str | None, _key: str):
     return uploads.load_model_bytes(raw, name, arch=arch_text or None)
@@ -99,7 +109,7 @@ try:
             raise LandscapeError("the second model has a different number of parameters; "
                                  "interpolation needs the same architecture")
 except LandscapeError as e:
-    st.error(f"{e}. Nothing was computed; fix the file or the choice above.")
+    st.error(f"{in_page_terms(str(e))}. Nothing was computed; fix the file or the choice above.")
     st.stop()
 
 loss_kind = "cross_entropy" if d.is_classification else "mse"

@@ -14,6 +14,7 @@ from landscape.io import checkpoints as checkpoint
 from landscape.surface import figures as plots
 from landscape.surface.live import LiveConfig, LiveRun
 from ui import settings, state
+from ui.about import data_line
 from ui.nav import ensure_app
 
 ensure_app()  # before anything is drawn: see ui/nav.py
@@ -28,7 +29,7 @@ CUSTOM_DATA = ["digits", "moons", "circles", "spirals", "gaussians"]
 # One live run per browser tab: paused while another page is shown, closed when the tab goes.
 holder = state.holder("live", page="live")
 
-with st.expander("Setup", expanded=not lecture):
+with st.expander("Setup: model, directions, speed, grid", expanded=False):
     c1, c2, c3 = st.columns(3)
     mode = c1.radio("Model", ["Preset", "Custom"], horizontal=True, key="mode",
                     bind="query-params")
@@ -150,13 +151,6 @@ def busy() -> bool:
 @st.fragment(run_every=0.5 if busy() else None)
 def live_view():
     s = run.state()
-    m1, m2, m3, m4 = st.columns(4)
-    m1.metric("Step", f"{s.step} / {s.total}")
-    m2.metric("Loss", f"{s.loss[-1]:.4f}" if len(s.loss) else "-")
-    m3.metric("Accuracy", f"{100 * s.accuracy[-1]:.1f} %" if len(s.accuracy) else "-")
-    m4.metric("Status", s.status)
-    if s.message:
-        st.warning(s.message)
     left, right = st.columns([3, 2])
     if s.plane_kind == "pca" and s.explained:
         xt = f"PC1 ({100 * s.explained[0]:.0f}% of variance), parameter distance"
@@ -179,9 +173,19 @@ def live_view():
                            width="stretch", key="live_curves")
     else:
         right.info("Press Play to train, or Step for one update at a time.")
+    m1, m2, m3, m4 = st.columns(4)
+    m1.metric("Step", f"{s.step} / {s.total}")
+    m2.metric("Loss", f"{s.loss[-1]:.4f}" if len(s.loss) else "-")
+    m3.metric("Accuracy", f"{100 * s.accuracy[-1]:.1f} %" if len(s.accuracy) else "-")
+    m4.metric("Status", s.status)
+    if s.message:
+        st.warning(s.message)
     if len(s.off_plane):
-        st.caption(f"{len(s.traj_coords)} snapshots; the latest sits {s.off_plane[-1]:.3g} "
-                   "off the plane (the contour is the loss on the plane, not at the snapshot).")
+        n = len(s.traj_coords)
+        st.caption(f"{n} snapshot{'s' if n != 1 else ''}; the latest sits {s.off_plane[-1]:.3g} "
+                   "parameter-distance units (Euclidean norm in weight space) off the plane: the "
+                   "contour is the loss on the plane, not at the snapshot.")
+    st.caption(data_line(holder["recipe"].get("data")))
     if not busy() and st.session_state.get("_was_busy"):
         st.session_state["_was_busy"] = False
         st.rerun()  # stop polling: the page is idle

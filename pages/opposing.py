@@ -19,10 +19,10 @@ ensure_app()  # before anything is drawn: see ui/nav.py
 THREADS, DEVICE = compute_settings()  # the sidebar's threads and device
 
 st.title("Opposing signals")
-st.caption("Full-batch gradient descent at the edge of stability: a few groups of examples that "
-           "share a strong feature but carry different labels swing in anti-phase while the overall "
-           "loss stays low (Rosenfeld & Risteski 2023). Here the feature is planted, so the answer is "
-           "known: a 2x2 patch on 10% of the 3s and 8s.")
+st.caption("At the edge of stability, groups of examples that share a strong feature but carry "
+           "different labels swing in anti-phase while the overall loss stays low (Rosenfeld & Risteski "
+           "2023). Data: UCI handwritten digits (8x8 images, each pixel standardized, then divided by 8) "
+           "with a 2x2 patch planted on 10% of the 3s and 8s, so the answer is known.")
 
 
 FINISHED = 8  # finished runs kept for all sessions
@@ -73,7 +73,11 @@ def _num(v, spec: str = ".2f") -> str:
 def show(res: opp.OpposingResult) -> None:
     m = res.metrics
     planted = len(res.planted) > 0
-    c = st.columns(6)
+    T = res.steps_done
+    chart = st.empty()  # the main figure first, its cursor right under it
+    cursor = st.slider("Cursor step", 0, T - 1, T - 1, key=f"op_cursor_{T}")
+    chart.plotly_chart(opp.fig_overview(res, cursor), width="stretch")
+    c = st.columns(6)  # in one row under the main figure
     c[0].metric("Precision@m (planted found)", _num(m.get("precision_at_m")),
                 help=f"Fraction of the top {len(res.planted)} movers that are planted; chance "
                      f"{_num(m.get('chance_precision'), '.3f')}" if planted else "Nothing planted")
@@ -92,9 +96,6 @@ def show(res: opp.OpposingResult) -> None:
     c[5].metric("Group-loss correlation", _num(m.get("group_loss_corr")),
                 help=f"Matched random pairs: median {_num(m.get('control_corr_median'))}. "
                      "Anti-correlation alone is not specific")
-    T = res.steps_done
-    cursor = st.slider("Cursor step", 0, T - 1, T - 1, key=f"op_cursor_{T}")
-    st.plotly_chart(opp.fig_overview(res, cursor), width="stretch")
     st.plotly_chart(opp.fig_gallery(res, cursor), width="stretch")
     st.plotly_chart(opp.fig_zoom(res, cursor), width="stretch")
     if len(res.group_a):
@@ -105,7 +106,7 @@ def show(res: opp.OpposingResult) -> None:
     if len(res.retrain_loss):
         st.plotly_chart(opp.fig_retrain(res), width="stretch")
     st.caption(f"{res.meta['data']}; {res.meta['n_params']:,} parameters; lr {res.lr:.4g} "
-               f"(lambda_0 = {res.meta['lambda_0']:.3g}); {res.meta['hvps']:,} Hessian-vector products; "
+               f"(λ_0 = {res.meta['lambda_0']:.3g}); {res.meta['hvps']:,} Hessian-vector products; "
                f"{res.meta['seconds']:.1f} s.")
 
 

@@ -18,6 +18,7 @@ from landscape.core.errors import LandscapeError
 from landscape.surface import figures as plots
 from landscape.surface.executors.ray import RayGridEvaluator
 from ui import jobs as ui_jobs
+from ui.about import data_line
 from ui.export import figure_exports
 from ui.nav import ensure_app
 
@@ -31,9 +32,11 @@ st.caption("Filter-normalized loss surfaces (Li et al. 2018) around a trained mo
 VIEWS = ["2-D", "3-D", "1-D", "Compare"]
 names = list(presets.PRESETS)
 
-with st.expander("Setup", expanded=not lecture):
+# The setup sits beside the figure, in the sidebar (hidden with it in the presenter view), so
+# the figure comes right under the title at 1280x720.
+with st.sidebar.expander("Surface setup: view, model, directions, grid", expanded=True):
     view = st.segmented_control("View", VIEWS, default="2-D", key="view", bind="query-params")
-    c1, c2, c3, c4 = st.columns(4)
+    c1 = c2 = c3 = c4 = st.container()
     name = c1.selectbox("Preset", names, key="preset", bind="query-params")
     name_b = c1.selectbox("Compare with", names, index=names.index("digits-resnet-noskip"),
                           key="preset_b", bind="query-params", disabled=view != "Compare")
@@ -167,13 +170,16 @@ elif view == "3-D":
     fig = plots.surface3d(res, log=log, title=f"{name}: loss surface")
 else:
     fig = plots.contour(res, log=log, title=f"{name}: loss surface")
-st.plotly_chart(fig, width="stretch", key="main_fig")
-st.caption(plots.recipe_text(res))
-m1, m2, m3, m4 = st.columns(4)
+left, right = st.columns([3, 2])  # a square domain drawn square-ish, the numbers beside it
+left.plotly_chart(fig, width="stretch", key="main_fig")
+m1, m2 = right.columns(2)
+m3, m4 = right.columns(2)
 m1.metric("Loss at the model", f"{res.meta['loss_center']:.4g}")
 m2.metric("Lowest loss on the grid", f"{res.meta['loss_min']:.4g}")
 m3.metric("Highest loss on the grid", f"{res.meta['loss_max']:.4g}")
 m4.metric("Seconds", f"{res.meta['seconds']:.2f}")
+right.caption(plots.recipe_text(res))
+right.caption(data_line(presets.get(name).data) if name in presets.PRESETS else "")
 if res.trajectory is not None and res.trajectory.get("loss") is not None and view == "2-D":
     with st.expander("Snapshots: real loss vs the plane's value under them"):
         rows = []

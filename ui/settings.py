@@ -14,11 +14,23 @@ from landscape.core.device import available_devices, cpu_count
 from landscape.core.queue import shared
 from landscape.io.uploads import MAX_DATA_MB, MAX_MODEL_MB
 
+# Every page, at a projector's 1280x720: the title close to the top so the main figure under
+# it is in view, and metric labels that wrap instead of ending in "...".
+APP_CSS = """<style>
+    .block-container, [data-testid="stMainBlockContainer"] {padding-top: 3.2rem !important;
+        padding-bottom: 2rem !important;}
+    h1 {font-size: 2.1rem !important; padding: 0 0 0.2rem 0 !important;}
+    [data-testid="stMetricLabel"], [data-testid="stMetricLabel"] * {white-space: normal !important;
+        overflow: visible !important; text-overflow: clip !important;}
+    [data-testid="stMetricLabel"] p {font-size: 0.95rem !important;}
+    [data-testid="stMetricValue"] {font-size: 1.9rem;}
+    </style>"""
+
 LECTURE_CSS = """<style>
     section[data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"],
     [data-testid="stExpandSidebarButton"] {display: none;}
-    h1 {font-size: 3rem !important;}
-    [data-testid="stMetricValue"] {font-size: 2.6rem;}
+    h1 {font-size: 2.4rem !important;}
+    [data-testid="stMetricValue"] {font-size: 2.3rem;}
     </style>"""
 
 
@@ -48,6 +60,7 @@ def sidebar() -> None:
                    f"Uploads up to {MAX_MODEL_MB} MB (model), {MAX_DATA_MB} MB (data).")
     if st.session_state.get("device") == "cuda" and "cuda" not in found:
         st.sidebar.warning("No GPU here: computing on the CPU.")
+    st.markdown(APP_CSS, unsafe_allow_html=True)
     if lecture():
         st.markdown(LECTURE_CSS, unsafe_allow_html=True)
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
+from landscape.core.style import styled
 from landscape.hessian.report import SpectrumReport, TrainingSpectra
 
 EIG_UNIT = "eigenvalue (loss / parameter²)"
 
 
+@styled
 def density(rep: SpectrumReport, title: str | None = None) -> go.Figure:
     """SLQ density on a log y-axis; outlier eigenvalues marked and counted."""
     d = rep.density
@@ -34,6 +36,7 @@ def density(rep: SpectrumReport, title: str | None = None) -> go.Figure:
     return fig
 
 
+@styled
 def top_eigenvalues(rep: SpectrumReport, title: str | None = None) -> go.Figure:
     """Top eigenvalues as bars (outliers in red), residuals ||Hu - λu|| in the hover."""
     vals = rep.eig.eigenvalues
@@ -51,6 +54,7 @@ def top_eigenvalues(rep: SpectrumReport, title: str | None = None) -> go.Figure:
     return fig
 
 
+@styled
 def overlaps(rep: SpectrumReport, title: str | None = None) -> go.Figure:
     """rho_i = ||Q^T u_i||^2, each eigenvector's overlap with the class-mean gradients."""
     rho = rep.split.rho
@@ -66,6 +70,7 @@ def overlaps(rep: SpectrumReport, title: str | None = None) -> go.Figure:
     return fig
 
 
+@styled
 def trace(rep: SpectrumReport, title: str | None = None) -> go.Figure:
     """The trace estimate with ±2 standard errors."""
     t = rep.trace
@@ -77,6 +82,7 @@ def trace(rep: SpectrumReport, title: str | None = None) -> go.Figure:
     return fig
 
 
+@styled
 def per_layer(rep: SpectrumReport, title: str | None = None) -> go.Figure:
     """Top eigenvalue and trace of each parameter tensor's diagonal Hessian block."""
     lay = rep.layers
@@ -91,6 +97,7 @@ def per_layer(rep: SpectrumReport, title: str | None = None) -> go.Figure:
     return fig
 
 
+@styled
 def over_training(ts: TrainingSpectra, title: str | None = None) -> go.Figure:
     """Densities at a few snapshots (initialisation, middle, end), log y-axis."""
     fig = go.Figure()
@@ -105,6 +112,7 @@ def over_training(ts: TrainingSpectra, title: str | None = None) -> go.Figure:
     return fig
 
 
+@styled
 def decomposition(dec, title: str | None = None) -> go.Figure:
     """Densities of H, G and R = H - G on one eigenvalue axis (log y), top eigenvalues of H
     and G marked."""
@@ -124,6 +132,7 @@ def decomposition(dec, title: str | None = None) -> go.Figure:
     return fig
 
 
+@styled
 def papyan_parts(dec, title: str | None = None) -> go.Figure:
     """Papyan's split of G: each part's measured rank against its bound, trace in the hover."""
     parts = [p for p in ("class_means", "cross_class", "within_class") if p in dec.papyan]
@@ -145,6 +154,7 @@ def papyan_parts(dec, title: str | None = None) -> go.Figure:
     return fig
 
 
+@styled
 def flatness_slice(fl, title: str | None = None) -> go.Figure:
     """The loss along the top eigenvector with the basin level L + delta and its edges."""
     fig = go.Figure(go.Scatter(x=fl.ts, y=fl.losses, mode="lines", name="loss along u1"))

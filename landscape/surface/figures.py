@@ -12,9 +12,20 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from landscape.core.style import styled
 from landscape.surface.result import SurfaceResult
 
 COLORSCALE = "Viridis"
+
+
+def _square(fig: go.Figure, x, y) -> go.Figure:
+    """Draw a near-square domain with equal units on both axes (not stretched to the page)."""
+    if x is not None and y is not None and len(x) > 1 and len(y) > 1:
+        sx, sy = float(np.ptp(x)), float(np.ptp(y))
+        if sx > 0 and sy > 0 and 0.5 <= sx / sy <= 2:
+            fig.update_yaxes(scaleanchor="x", scaleratio=1, constrain="domain")
+            fig.update_xaxes(constrain="domain")
+    return fig
 
 
 def _axis_titles(res: SurfaceResult) -> tuple[str, str]:
@@ -45,6 +56,7 @@ def _loss_label(res: SurfaceResult, log: bool) -> str:
     return f"log10 {base}" if log else base
 
 
+@styled
 def recipe_text(res: SurfaceResult) -> str:
     """One line describing how the surface was made (shown with every figure)."""
     m, r = res.meta, res.meta.get("recipe", {})
@@ -62,6 +74,7 @@ def recipe_text(res: SurfaceResult) -> str:
     return " | ".join(parts)
 
 
+@styled
 def contour(res: SurfaceResult, log: bool = False, title: str | None = None,
             zrange: tuple[float, float] | None = None, show_trajectory: bool = True) -> go.Figure:
     """2-D contour of the loss with the model at its centre and, if present, the trajectory."""
@@ -88,9 +101,10 @@ def contour(res: SurfaceResult, log: bool = False, title: str | None = None,
                              marker={"symbol": "x", "size": 12, "color": "red"}))
     fig.update_layout(title=title or "Loss surface (contour)", xaxis_title=xt, yaxis_title=yt,
                       legend={"orientation": "h", "y": -0.2})
-    return fig
+    return _square(fig, res.x, res.y)
 
 
+@styled
 def surface3d(res: SurfaceResult, log: bool = False, title: str | None = None,
               zrange: tuple[float, float] | None = None) -> go.Figure:
     """Rotatable 3-D surface of the loss."""
@@ -105,6 +119,7 @@ def surface3d(res: SurfaceResult, log: bool = False, title: str | None = None,
     return fig
 
 
+@styled
 def slice1d(res: SurfaceResult, log: bool = False, title: str | None = None) -> go.Figure:
     """A 1-D slice: loss (left axis) and accuracy (right axis) along the direction."""
     xt, _ = _axis_titles(res)
@@ -122,6 +137,7 @@ def slice1d(res: SurfaceResult, log: bool = False, title: str | None = None) -> 
     return fig
 
 
+@styled
 def training_curves(steps, losses, accuracies=None, title: str = "Training") -> go.Figure:
     """Loss (log axis) and accuracy over optimizer steps."""
     fig = make_subplots(specs=[[{"secondary_y": True}]])
@@ -138,6 +154,7 @@ def training_curves(steps, losses, accuracies=None, title: str = "Training") -> 
     return fig
 
 
+@styled
 def fill_pending(z: np.ndarray) -> np.ndarray:
     """A coarse-to-fine grid with NaN where not yet computed, filled from the nearest
     computed point, so a partial surface draws as a blocky preview."""
@@ -154,6 +171,7 @@ def fill_pending(z: np.ndarray) -> np.ndarray:
     return out
 
 
+@styled
 def trajectory_on_surface(x, y, loss, coords, steps=None, off_plane=None, log: bool = False,
                           title: str = "Trajectory on the loss surface",
                           xtitle: str = "direction x", ytitle: str = "direction y",
@@ -187,9 +205,10 @@ def trajectory_on_surface(x, y, loss, coords, steps=None, off_plane=None, log: b
         fig.update_yaxes(range=[float(y[0]), float(y[-1])])
     fig.update_layout(title=title, xaxis_title=xtitle, yaxis_title=ytitle,
                       legend={"orientation": "h", "y": -0.22}, margin={"t": 50})
-    return fig
+    return _square(fig, x, y)
 
 
+@styled
 def shared_range(*results: SurfaceResult, log: bool = False) -> tuple[float, float]:
     """One colour scale for several surfaces: min and max over all of them."""
     zs = [_z(r, log) for r in results]

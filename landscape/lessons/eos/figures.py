@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
+from landscape.core.style import styled
 from landscape.lessons.eos.quadratic import QuadraticResult
 from landscape.lessons.eos.result import EosResult
 from landscape.lessons.eos.slice import SliceResult
@@ -23,6 +24,7 @@ def _sharp_name(res: EosResult) -> str:
         "sharpness lambda_1(H)"
 
 
+@styled
 def fig_loss_sharpness(res: EosResult, title: str | None = None) -> go.Figure:
     """Loss (top, log axis) and sharpness with the threshold line (bottom) on one step axis."""
     from plotly.subplots import make_subplots
@@ -70,6 +72,7 @@ def fig_loss_sharpness(res: EosResult, title: str | None = None) -> go.Figure:
     return fig
 
 
+@styled
 def fig_curvature(res: EosResult, title: str | None = None) -> go.Figure:
     """Curvature along the gradient and along the update, with the sharpness and threshold."""
     fig = go.Figure()
@@ -89,6 +92,7 @@ def fig_curvature(res: EosResult, title: str | None = None) -> go.Figure:
     return fig
 
 
+@styled
 def fig_slice(sl: SliceResult, title: str | None = None) -> go.Figure:
     """Loss along the top eigenvector at each chosen step, the current point (t = 0) and where
     the update moved along u_1."""
@@ -117,6 +121,7 @@ def fig_slice(sl: SliceResult, title: str | None = None) -> go.Figure:
     return fig
 
 
+@styled
 def fig_quadratic(q: QuadraticResult, title: str | None = None) -> go.Figure:
     """The 1-D lesson: iterates over time (left) and on the parabola (right)."""
     from plotly.subplots import make_subplots
@@ -144,5 +149,5 @@ def fig_quadratic(q: QuadraticResult, title: str | None = None) -> go.Figure:
     fig.update_layout(title=title or (f"{q.optimizer} on f(x) = lambda x^2/2, lambda = {lam:g}, "
                                       f"eta = {q.lr:g} (eta lambda = {q.lr * lam:.3g}; threshold "
                                       f"{q.threshold:.3g}): {q.regime}"),
-                      showlegend=False)
+                      showlegend=False, height=370)
     return fig

@@ -14,6 +14,7 @@ import math
 import numpy as np
 import plotly.graph_objects as go
 
+from landscape.core.style import styled
 from landscape.lessons.opposing.result import OpposingResult
 
 STEP_LABEL = "step (full-batch gradient-descent updates)"
@@ -40,6 +41,7 @@ def _fmt(v, spec: str = ".2f") -> str:
     return "n/a" if v is None or (isinstance(v, float) and not math.isfinite(v)) else format(v, spec)
 
 
+@styled
 def fig_overview(res: OpposingResult, step: int | None = None, title: str | None = None) -> go.Figure:
     """One step axis, three panels: overall loss with spikes marked; sharpness with ``2/lr``;
     the two groups' mean loss with the 5-95% band of matched random subsets. A dotted line
@@ -51,7 +53,7 @@ def fig_overview(res: OpposingResult, step: int | None = None, title: str | None
     m = res.metrics
     la, lb = m.get("label_a"), m.get("label_b")
     fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.06,
-                        row_heights=[0.3, 0.25, 0.45],
+                        row_heights=[0.36, 0.26, 0.38],
                         subplot_titles=("Overall training loss (spikes marked)",
                                         "Sharpness (top Hessian eigenvalue) and 2/lr",
                                         "Mean loss of the two opposing groups"))
@@ -90,11 +92,12 @@ def fig_overview(res: OpposingResult, step: int | None = None, title: str | None
     fig.update_xaxes(title_text=STEP_LABEL, row=3, col=1)
     fig.update_layout(title=title or f"Opposing signals: loss, sharpness and groups (cursor at step {t}; "
                       f"shaded: the last {W} steps used for statistics)",
-                      yaxis_title=LOSS_LABEL, height=820,
+                      yaxis_title=LOSS_LABEL, height=515,
                       legend={"orientation": "h", "y": -0.08})
     return fig
 
 
+@styled
 def fig_zoom(res: OpposingResult, step: int | None = None, half: int = 15, title: str | None = None) -> go.Figure:
     """The two groups' mean loss and the overall loss, step by step around the cursor."""
     t = _cursor(res, step)
@@ -161,15 +164,16 @@ def _examples_figure(res: OpposingResult, rows: list[tuple[str, np.ndarray, np.n
             fig.layout[f"xaxis{sfx}"].update(constrain="domain")
     for r, (label, _, _) in enumerate(rows, start=1):
         fig.update_yaxes(title_text=label, row=r, col=1)
-        fig.update_xaxes(title_text="pixel column (8x8 image)" if images else "feature index", row=r, col=1)
+        fig.update_xaxes(title_text="8x8 pixels" if images else "feature index", row=r, col=1)
     for ann in fig.layout.annotations:
         ann.font.size = 10
     fig.update_layout(title=title, height=height, margin={"t": 80},
-                      xaxis_title="pixel column (8x8 image)" if images else "feature index",
+                      xaxis_title="8x8 pixels" if images else "feature index",
                       yaxis_title=rows[0][0] if rows else "example")
     return fig
 
 
+@styled
 def fig_gallery(res: OpposingResult, step: int | None = None, k: int = 8, title: str | None = None) -> go.Figure:
     """The ``k`` examples whose loss rises most and falls most from ``step`` to ``step + 1``
     (``*``: planted; the number after the label is the loss change)."""
@@ -182,6 +186,7 @@ def fig_gallery(res: OpposingResult, step: int | None = None, k: int = 8, title:
                             f"({what}; * planted; loss change under the label)", k)
 
 
+@styled
 def fig_members(res: OpposingResult, k: int = 12, title: str | None = None) -> go.Figure:
     """The most-moving members of the two detected groups (``*``: planted)."""
     m = res.metrics
@@ -193,6 +198,7 @@ def fig_members(res: OpposingResult, k: int = 12, title: str | None = None) -> g
                             f"{len(res.detected)})", k)
 
 
+@styled
 def fig_controls(res: OpposingResult, title: str | None = None) -> go.Figure:
     """The detected pair's loss-change correlation and oscillation amplitude next to those of
     the matched random pairs (same classes, same sizes)."""
@@ -226,6 +232,7 @@ def fig_controls(res: OpposingResult, title: str | None = None) -> go.Figure:
     return fig
 
 
+@styled
 def fig_vote(res: OpposingResult, last: int = 40, title: str | None = None) -> go.Figure:
     """The planted examples' class-c1-minus-c2 logit margin and the planted feature's part of
     it, averaged per planted class, over the last ``last`` steps."""
@@ -253,6 +260,7 @@ def fig_vote(res: OpposingResult, last: int = 40, title: str | None = None) -> g
     return fig
 
 
+@styled
 def fig_retrain(res: OpposingResult, title: str | None = None) -> go.Figure:
     """Mean loss of the kept examples: the first run vs the run without the detected set."""
     fig = go.Figure()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
+from landscape.core.style import styled
 from landscape.lessons.redshift.run import RedshiftResult
 
 
@@ -16,6 +17,7 @@ def _describe(res: RedshiftResult) -> str:
     return f"{c['activation']}, depth {c['depth']}, width {c['width']}, init scale {c['init_scale']:g}"
 
 
+@styled
 def fig_redshift_image(res: RedshiftResult, title: str | None = None) -> go.Figure:
     """The random network's function on [-1, 1)^2 as an image."""
     fig = go.Figure(go.Heatmap(x=res.x, y=res.y, z=res.f, colorscale="RdBu", zmid=float(res.f.mean()),
@@ -26,6 +28,7 @@ def fig_redshift_image(res: RedshiftResult, title: str | None = None) -> go.Figu
     return fig
 
 
+@styled
 def fig_redshift_spectrum(res: RedshiftResult, title: str | None = None) -> go.Figure:
     """log10 amplitude of the 2-D spectrum, zero frequency in the centre."""
     z = np.log10(np.maximum(res.amplitude, 1e-12 * max(res.amplitude.max(), 1e-300)))
@@ -37,6 +40,7 @@ def fig_redshift_spectrum(res: RedshiftResult, title: str | None = None) -> go.F
     return fig
 
 
+@styled
 def fig_redshift_radial(res: RedshiftResult, title: str | None = None) -> go.Figure:
     """Ring-averaged amplitude against radial frequency (log y), mean frequency marked."""
     fig = go.Figure(go.Scatter(x=res.radial_freq, y=np.maximum(res.radial_amplitude, 1e-12),
@@ -48,6 +52,7 @@ def fig_redshift_radial(res: RedshiftResult, title: str | None = None) -> go.Fig
     return fig
 
 
+@styled
 def fig_redshift_sweep(sw: dict, scale_index: int = 0, title: str | None = None) -> go.Figure:
     """Mean frequency against depth, one line per activation."""
     fig = go.Figure()

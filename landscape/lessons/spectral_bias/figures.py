@@ -8,12 +8,14 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
+from landscape.core.style import styled
 from landscape.lessons.spectral_bias.result import SpectralResult
 
 FREQ_LABEL = "frequency k (cycles per unit x)"
 STEP_LABEL = "optimizer step (Adam updates)"
 
 
+@styled
 def fig_heatmap(res: SpectralResult, title: str | None = None) -> go.Figure:
     """Frequency x step heatmap of the normalized amplitude, clipped to [0, 1], with the
     half-amplitude step of each frequency marked."""
@@ -37,6 +39,7 @@ def fig_heatmap(res: SpectralResult, title: str | None = None) -> go.Figure:
     return fig
 
 
+@styled
 def fig_error_curves(res: SpectralResult, title: str | None = None) -> go.Figure:
     """Relative error ``|F_target[k] - F_net[k]| / |F_target[k]|`` per frequency, log axis."""
     fig = go.Figure()
@@ -50,6 +53,7 @@ def fig_error_curves(res: SpectralResult, title: str | None = None) -> go.Figure
     return fig
 
 
+@styled
 def fig_function(res: SpectralResult, step: int | None = None, title: str | None = None) -> go.Figure:
     """The learned function over the target at the recorded step nearest ``step``."""
     i = res.index_of(res.steps[-1] if step is None else step)
@@ -64,6 +68,7 @@ def fig_function(res: SpectralResult, step: int | None = None, title: str | None
     return fig
 
 
+@styled
 def fig_loss(res: SpectralResult, title: str | None = None) -> go.Figure:
     """Full-batch training loss per step on a log axis."""
     fig = go.Figure(go.Scatter(x=res.loss_steps, y=np.maximum(res.loss, 1e-12), mode="lines",
@@ -73,6 +78,7 @@ def fig_loss(res: SpectralResult, title: str | None = None) -> go.Figure:
     return fig
 
 
+@styled
 def fig_regions(res: SpectralResult, step: int | None = None, title: str | None = None) -> go.Figure:
     """ReLU activation regions: pattern id of each input along x at a step (left) and the
     number of distinct regions over training (right)."""

@@ -1,0 +1,95 @@
+"""Time to first figure, page by page, as a user sees it: a fresh `streamlit run app.py`,
+Chromium at 1280x720 (Debian's /usr/bin/chromium through Playwright), each page opened with
+its default settings in a new tab; the clock runs from navigation to the first Plotly chart
+drawn (``stPlotlyChart .main-svg``), then again for a revisit in a second tab (the same
+settings, so a cached result should make it near-instant).
+
+    python benchmarks/first_figure.py [--pages live surface eos opposing spectral-bias hessian]
+                                      [--timeout 180] [--url http://127.0.0.1:8501]
+
+Prints one line per page: first visit and revisit in seconds (``timeout`` when no figure came),
+plus the 1-minute load average before each page, since timings taken on a busy machine are
+not final. Without ``--url`` it starts (and stops) its own server with a fresh cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = ["live", "surface", "eos", "opposing", "spectral-bias", "hessian"]
+FIGURE = "[data-testid='stPlotlyChart'] .main-svg"
+
+
+def start_server() -> tuple[subprocess.Popen, str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, LANDSCAPE_CACHE=tempfile.mkdtemp(prefix="landscape-bench-"))
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+                             "--server.address", "127.0.0.1", "--server.headless", "true",
+                             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(240):
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).status == 200:
+                return proc, url
+        except OSError:
+            time.sleep(0.5)
+    proc.terminate()
+    raise SystemExit("streamlit did not start")
+
+
+def time_to_figure(browser, url: str, timeout_s: float) -> float | None:
+    ctx = browser.new_context(viewport={"width": 1280, "height": 720})
+    page = ctx.new_page()
+    t0 = time.perf_counter()
+    page.goto(url)
+    try:
+        page.wait_for_selector(FIGURE, timeout=timeout_s * 1000, state="visible")
+        return time.perf_counter() - t0
+    except Exception:  # playwright's TimeoutError
+        return None
+    finally:
+        ctx.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--pages", nargs="+", default=PAGES)
+    ap.add_argument("--timeout", type=float, default=180.0)
+    ap.add_argument("--url", default=None, help="an app already running (default: start one)")
+    args = ap.parse_args()
+    from playwright.sync_api import sync_playwright
+
+    proc, url = (None, args.url) if args.url else start_server()
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=os.environ.get("LANDSCAPE_CHROMIUM", "/usr/bin/chromium"),
+                                        args=["--no-sandbox", "--disable-gpu"])
+            time_to_figure(browser, url, args.timeout)  # the first page of a server warms torch up
+            print(f"{'page':<15} {'first (s)':>10} {'revisit (s)':>12} {'load avg':>9}")
+            for name in args.pages:
+                load = os.getloadavg()[0]
+                first = time_to_figure(browser, f"{url}/{name}", args.timeout)
+                again = time_to_figure(browser, f"{url}/{name}", args.timeout)
+                fmt = lambda t: "timeout" if t is None else f"{t:.1f}"  # noqa: E731
+                print(f"{name:<15} {fmt(first):>10} {fmt(again):>12} {load:>9.2f}", flush=True)
+            browser.close()
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    main()
