@@ -12,16 +12,14 @@ from landscape.lessons.flatness import figures as ff
 from landscape.lessons.kit import run_to_end
 from ui import jobs as ui_jobs
 from ui.export import figure_exports
-from ui.nav import ensure_app
+from ui.nav import page_header
 
-ensure_app()  # before anything is drawn: see ui/nav.py
-
-lecture = st.query_params.get("lecture") == "1"
-st.title("Flat and sharp minima")
-st.caption("The same network trained with small and large batches, with SGD and with SAM: large "
-           "batches settle in sharper minima (Keskar et al. 2017), SAM looks for flat ones (Foret et "
-           "al. 2021). Sharpness is the top Hessian eigenvalue; the pictures use filter-normalized "
-           "directions so the four minima are comparable (Li et al. 2018).")
+lecture = page_header(
+    "Flat and sharp minima",
+    "The same network trained with small and large batches, with SGD and with SAM: large "
+    "batches settle in sharper minima (Keskar et al. 2017), SAM looks for flat ones (Foret et "
+    "al. 2021). Sharpness is the top Hessian eigenvalue; the pictures use filter-normalized "
+    "directions so the four minima are comparable (Li et al. 2018).")
 
 with st.expander("Setup", expanded=not lecture):
     c1, c2, c3 = st.columns(3)

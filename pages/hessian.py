@@ -15,16 +15,14 @@ from landscape.hessian import report as spectrum
 from landscape.hessian.flatness import NOTES
 from ui import jobs as ui_jobs
 from ui.export import figure_exports
-from ui.nav import ensure_app
+from ui.nav import page_header
 
-ensure_app()  # before anything is drawn: see ui/nav.py
-
-lecture = st.query_params.get("lecture") == "1"
-st.title("Hessian spectrum")
-st.caption("Curvature of the full-batch training loss: top eigenvalues by Lanczos, trace by "
-           "Hutch++, density by stochastic Lanczos quadrature, and the outliers that line up "
-           "with the class-mean gradients (Papyan). The same for the Gauss-Newton matrix G and "
-           "the empirical Fisher, with flatness readouts and the split H = G + R.")
+lecture = page_header(
+    "Hessian spectrum",
+    "Curvature of the full-batch training loss: top eigenvalues by Lanczos, trace by "
+    "Hutch++, density by stochastic Lanczos quadrature, and the outliers that line up "
+    "with the class-mean gradients (Papyan). The same for the Gauss-Newton matrix G and "
+    "the empirical Fisher, with flatness readouts and the split H = G + R.")
 
 names = list(presets.PRESETS)
 with st.expander("Setup: model, what to compute, budget", expanded=False):

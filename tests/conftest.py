@@ -42,3 +42,12 @@ def trained_mlp(small_digits):
     tr = train(m, small_digits, TrainConfig("adam", lr=1e-2, steps=60, batch_size=None,
                                             snapshot_every=5))
     return tr
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for the module (small models on 2 cores run much faster), restored after."""
+    prev = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(prev)

@@ -50,3 +50,20 @@ def release_page_job(thread_name: str, timeout=10.0) -> None:
     if job_running(thread_name):
         st.cache_resource.clear()
     join_jobs(thread_name, timeout)
+
+
+def gd(model, X, y, steps, lr, kind="cross_entropy"):
+    """Plain full-batch gradient descent (no torch.optim: its first use costs seconds); returns
+    the final loss."""
+    import torch
+
+    from landscape.core.losses import loss
+
+    ps = [p for p in model.parameters() if p.requires_grad]
+    for _ in range(steps):
+        g = torch.autograd.grad(loss(model(X), y, kind), ps)
+        with torch.no_grad():
+            for p, gi in zip(ps, g):
+                p.sub_(lr * gi)
+    with torch.no_grad():
+        return float(loss(model(X), y, kind))

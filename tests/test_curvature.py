@@ -11,6 +11,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from helpers import gd
 from oracles import exact_empirical_fisher, exact_ggn, exact_hessian
 from torch import nn
 
@@ -18,7 +19,6 @@ from landscape import hessian as hs
 from landscape.cli.main import main
 from landscape.core.data import from_arrays, load_builtin
 from landscape.core.errors import LandscapeError
-from landscape.core.losses import loss
 from landscape.core.models import build
 from landscape.hessian import report as spectrum
 
@@ -28,11 +28,8 @@ ORACLES = {"hessian": exact_hessian, "ggn": exact_ggn, "empirical-fisher": exact
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(prev)
+def _one_thread(one_thread):
+    """Small models on 2 cores: one torch thread."""
 
 
 def mixture(n=300, classes=4, dim=10, seed=0):
@@ -45,13 +42,6 @@ def mlp(widths, act, in_dim=10, out_dim=4, seed=0):
                                           "activation": act}}, seed=seed, dtype=torch.float64)
 
 
-def gd(model, X, y, steps, lr, kind="cross_entropy"):
-    ps = [p for p in model.parameters() if p.requires_grad]
-    for _ in range(steps):
-        g = torch.autograd.grad(loss(model(X), y, kind), ps)
-        with torch.no_grad():
-            for p, gi in zip(ps, g):
-                p.sub_(lr * gi)
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ import threading
 import numpy as np
 import pytest
 import torch
+from helpers import gd
 from oracles import exact_hessian
 from torch import nn
 
@@ -25,27 +26,11 @@ pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small models on 2 cores: one torch thread is much faster."""
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(prev)
+def _one_thread(one_thread):
+    """Small models on 2 cores: one torch thread."""
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def gd(model, X, y, steps, lr, kind="cross_entropy"):
-    """Plain full-batch gradient descent (no torch.optim: its first use costs seconds)."""
-    ps = [p for p in model.parameters() if p.requires_grad]
-    for _ in range(steps):
-        g = torch.autograd.grad(loss(model(X), y, kind), ps)
-        with torch.no_grad():
-            for p, gi in zip(ps, g):
-                p.sub_(lr * gi)
-    with torch.no_grad():
-        return float(loss(model(X), y, kind))
 
 
 def mixture(random_labels=False, seed=0, classes=4, dim=10, separation=2.0):

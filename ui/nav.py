@@ -121,3 +121,12 @@ def ensure_app() -> None:
     if PagesManager.uses_pages_directory:
         runpy.run_path(str(APP))
         st.stop()
+
+
+def page_header(title: str, caption: str) -> bool:
+    """The app guard, then the page's title and one-paragraph caption; returns whether the
+    page is in the presenter view (``?lecture=1``)."""
+    ensure_app()  # before anything is drawn
+    st.title(title)
+    st.caption(caption)
+    return st.query_params.get("lecture") == "1"
