@@ -48,13 +48,15 @@ def read_surface(page, timeout=180_000) -> list:
     """The finished contour's z values, read from the Plotly figure in the page."""
     expect(page.get_by_text("Lowest loss on the grid")).to_be_visible(timeout=timeout)
     expect(page.locator("[data-testid='stException']")).to_have_count(0)
-    return page.evaluate("""() => {
+    # The metric can show before Plotly has drawn the figure: wait for the contour itself.
+    handle = page.wait_for_function("""() => {
         for (const el of document.querySelectorAll("[data-testid='stPlotlyChart'] .js-plotly-plot")) {
             const t = (el._fullData || []).find(d => d.type === "contour");
             if (t) return Array.from(t.z, row => Array.from(row));
         }
         return null;
-    }""")
+    }""", timeout=timeout)
+    return handle.json_value()
 
 
 def test_two_tabs_with_their_own_threads_and_seeds_get_what_they_get_alone(server, browser):
