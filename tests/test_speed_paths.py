@@ -15,7 +15,7 @@ from torch import nn
 
 from landscape.io import checkpoints
 from landscape.surface.evaluate import evaluate
-from landscape.surface.evaluators import ModuleEvaluator, PlaneTask
+from landscape.surface.evaluators import ModuleEvaluator, PlaneTask, build_evaluator
 from landscape.surface.executors.local import LocalExecutor
 from landscape.surface.executors.pool import PoolExecutor
 from landscape.surface.executors.vmap import VmapExecutor, chunk_for_memory, point_bytes
@@ -123,7 +123,7 @@ def test_module_fast_paths_equal_the_oracle(data, kind, fast):
 def test_exported_cnn_folds_batchnorm_and_factors_the_first_conv(data, tmp_path):
     task = _task(_export(_module("cnn"), tmp_path, "cnn"), data)
     ev = ModuleEvaluator(task)
-    assert ev.fast_path == "first-layer+bn-fold"
+    assert ev.fast_path == "first-layer+bn-fold+in-place"
     assert ModuleEvaluator(task, fast=False).fast_path == "none"
     _check(np.array([[ev(float(a), float(b))[0] for a in XS] for b in YS]), _oracle_grid(task))
 
@@ -150,9 +150,75 @@ def test_first_layer_falls_back_when_its_input_moves(data):
     assert ev.fast_path == "none" and abs(got - exact) <= 1e-6 * abs(exact)
 
 
-@pytest.mark.parametrize("make", ["module", "pt2", "pt2-static"])
+class FlatMLP(nn.Module):
+    """What a user writes: not an ``nn.Sequential``, a flatten first, GELU and tanh."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b, self.c = nn.Linear(64, 24), nn.Linear(24, 16), nn.Linear(16, 10)
+
+    def forward(self, x):
+        return self.c(torch.tanh(self.b(nn.functional.gelu(self.a(x.flatten(1))))))
+
+
+class ResidualMLP(FlatMLP):
+    def __init__(self):
+        super().__init__()
+        self.b = nn.Linear(24, 24)
+        self.c = nn.Linear(24, 10)
+
+    def forward(self, x):
+        h = torch.relu(self.a(x))
+        return self.c(h + torch.relu(self.b(h)))
+
+
+@pytest.mark.parametrize("static", [False, True], ids=["dynamic", "static-batch"])
+def test_exported_mlp_runs_as_layers_and_equals_the_oracle(data, tmp_path, static):
+    """An exported MLP program is read back as Linear/activation layers (any batch size,
+    the hand-written evaluator) and gives the oracle's values to 1e-6."""
+    from landscape.surface.evaluators import MLPEvaluator
+
+    torch.manual_seed(0)
+    task = _task(_export(FlatMLP().double(), tmp_path, "flat", static=static), data)
+    ev = build_evaluator(task)
+    assert isinstance(ev, MLPEvaluator) and ev.fast_path == "mlp-from-graph+first-layer"
+    _check(np.array([[ev(float(a), float(b))[0] for a in XS] for b in YS]), _oracle_grid(task))
+
+
+def test_a_graph_that_is_not_a_plain_mlp_keeps_the_module_path(data, tmp_path):
+    from landscape.surface.rewrites import mlp_from_graph
+
+    torch.manual_seed(0)
+    model = _export(ResidualMLP().double(), tmp_path, "res")
+    assert mlp_from_graph(model, 64) is None
+    ev = build_evaluator(_task(model, data))
+    assert isinstance(ev, ModuleEvaluator) and "in-place" in ev.fast_path
+    _check(np.array([[ev(float(a), float(b))[0] for a in XS] for b in YS]), _oracle_grid(_task(model, data)))
+
+
+def test_first_layer_sees_data_changed_in_place(data):
+    """The cheap same-input check (same memory, same version counter) notices an in-place
+    change of the evaluation data, and a fresh tensor with equal values still passes."""
+    from landscape.surface.rewrites import NotFactorable, install_first_layer
+
+    task = _task(_module("two"), data)
+    X = task.X.clone()
+    model = ModuleEvaluator(task, fast=False).model
+    first, _ = install_first_layer(model, task, ModuleEvaluator(task, fast=False).slices)
+    with torch.no_grad():
+        before = model(X).clone()
+        assert torch.equal(model(X.clone()), before)  # other memory, same values
+        X.mul_(1.5)
+        with pytest.raises(NotFactorable):
+            model(X)
+
+
+@pytest.mark.parametrize("make", ["module", "pt2", "pt2-static", "mlp-pt2"])
 def test_every_executor_equals_the_oracle(data, tmp_path, make):
-    if make == "module":  # a zoo model: worker processes import its class
+    if make == "mlp-pt2":
+        torch.manual_seed(0)
+        model = _export(FlatMLP().double(), tmp_path, make)
+    elif make == "module":  # a zoo model: worker processes import its class
         from landscape.core import models
 
         model = _bn_stats(models.build({"name": "cnn", "args": {"channels": [4, 8], "batchnorm": True}},
@@ -207,5 +273,5 @@ def test_cli_reports_what_ran_without_warnings(tmp_path, small_digits):
     res = json.loads(out.stdout.strip().splitlines()[-1])
     assert res["executor"] == "pool" and res["workers"] == 2 and res["threads_per_worker"] == 1
     assert res["device"] == "cpu" and res["points_per_second"] > 0
-    assert res["fast_path"] == "first-layer+bn-fold"
+    assert res["fast_path"] == "first-layer+bn-fold+in-place"
     assert "Warning" not in out.stderr, out.stderr

@@ -8,29 +8,40 @@ Every subcommand accepts a built-in ``--preset`` or a user model (``--checkpoint
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
 
-from landscape.cli import common, eos, flatness, hessian, movie, opposing, presets, spectral_bias, surface, train
-from landscape.cli import show as show_file
+from landscape.cli import common
 from landscape.core.errors import LandscapeError
 
-SUBCOMMANDS = (presets, train, surface, eos, spectral_bias, opposing, hessian, show_file, movie,
-               flatness)  # in --help order
-COMMANDS = {m.NAME: m.run for m in SUBCOMMANDS}
+# command name -> module of landscape.cli, in --help order. A module is imported only when
+# its command runs (or for --help): a surface never pays for the lessons' imports.
+MODULES = {"presets": "presets", "train": "train", "surface": "surface", "eos": "eos",
+           "spectral-bias": "spectral_bias", "opposing": "opposing", "hessian": "hessian",
+           "show": "show", "movie": "movie", "flatness": "flatness"}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _module(name: str):
+    return importlib.import_module(f"landscape.cli.{MODULES[name]}")
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser with every subcommand, or with only the command ``only`` fully defined."""
     ap = common.Parser(prog="landscape", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="command", parser_class=common.Parser)
-    for m in SUBCOMMANDS:
-        m.add_parser(sub)
+    for name in MODULES:
+        if only is None or name == only:
+            _module(name).add_parser(sub)
+        else:
+            sub.add_parser(name)
     return ap
 
 
 def main(argv=None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv[0] if argv and argv[0] in MODULES else None)
     try:
         args = parser.parse_args(argv)
         if args.command is None:
@@ -45,7 +56,7 @@ def main(argv=None) -> int:
 
         with warnings.catch_warnings():  # torch's own pytree deprecation, raised while a .pt2 is read
             warnings.filterwarnings("ignore", message=".*LeafSpec", category=FutureWarning)
-            result = COMMANDS[args.command](args)
+            result = _module(args.command).run(args)
         if getattr(args, "json", False):
             print(json.dumps(common.finite(result), allow_nan=False,
                              default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))

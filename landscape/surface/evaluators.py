@@ -37,7 +37,13 @@ import torch
 from torch import nn
 
 from landscape.core import losses
-from landscape.surface.rewrites import NotFactorable, fold_batchnorm, install_first_layer
+from landscape.surface.rewrites import (
+    NotFactorable,
+    fold_batchnorm,
+    inplace_activations,
+    install_first_layer,
+    mlp_from_graph,
+)
 
 FAST_ACTS = (nn.ReLU, nn.Tanh, nn.GELU, nn.Identity)
 
@@ -128,14 +134,51 @@ def is_fast_mlp(model: nn.Module) -> bool:
 
 
 def build_evaluator(task: PlaneTask):
-    """The evaluator for a task: the MLP fast path when it applies, else the generic one."""
+    """The evaluator for a task: the MLP fast path when it applies (an ``nn.Sequential`` MLP,
+    or an exported program that is one, see :func:`mlp_task`), else the generic one."""
     method = task.method
     if method == "auto":
-        method = "mlp" if (is_fast_mlp(task.model) and task.X.dim() == 2
-                           and task.X.device.type == "cpu") else "module"
+        method = "module"
+        if task.X.dim() == 2 and task.X.device.type == "cpu":
+            if is_fast_mlp(task.model):
+                method = "mlp"
+            else:
+                as_mlp = mlp_task(task)
+                if as_mlp is not None:
+                    ev = MLPEvaluator(as_mlp)
+                    ev.fast_path = "mlp-from-graph+first-layer"
+                    return ev
     if method == "mlp":
         return MLPEvaluator(task)
     return ModuleEvaluator(task)
+
+
+def mlp_task(task: PlaneTask) -> PlaneTask | None:
+    """The task restated on the ``nn.Sequential`` an exported MLP program is equivalent to
+    (:func:`~landscape.surface.rewrites.mlp_from_graph`), its flat ``w``, ``dx``, ``dy``
+    reordered to the Sequential's parameter order; None when the program is not such an MLP
+    or BatchNorm statistics are to be recomputed."""
+    if task.bn == "recompute" or not hasattr(task.model, "landscape_pt2"):
+        return None
+    found = mlp_from_graph(task.model, task.X.shape[1])
+    if found is None:
+        return None
+    seq, order = found
+    moving = [(n, p) for n, p in (getattr(task.model, "program", task.model)).named_parameters()
+              if p.requires_grad]
+    if len(moving) != len(order):
+        return None
+    slices, start = {}, 0
+    for n, p in moving:
+        slices[n] = (start, start + p.numel())
+        start += p.numel()
+    if start != task.w.numel():
+        return None
+    index = torch.cat([torch.arange(*slices[n]) for n in order])
+    same = bool(torch.equal(index, torch.arange(start)))
+    w, dx, dy = ((task.w, task.dx, task.dy) if same
+                 else (task.w[index], task.dx[index], task.dy[index]))
+    return dataclasses.replace(task, model=seq, w=w, dx=dx, dy=dy, method="mlp")
 
 
 class ModuleEvaluator:
@@ -166,6 +209,7 @@ class ModuleEvaluator:
         _eval(self.model)
         self.task = task
         self.X, self.y, self.loss = task.X, task.y, task.loss
+        self.score = Scorer(task.y, task.loss)
         self.bn = task.bn
         self.bn_data = task.bn_data if task.bn_data is not None else task.X
         self.bn_modules = [m for m in self.model.modules()
@@ -204,7 +248,8 @@ class ModuleEvaluator:
             _eval(model)
             first, skip = install_first_layer(model, self.task, self.slices)
             folded = fold_batchnorm(model)
-            if first is None and not folded:
+            inplace = inplace_activations(model)
+            if first is None and not folded and not inplace:
                 return
             self.model, self.first = model, first
             self._bind(model, skip)
@@ -216,7 +261,8 @@ class ModuleEvaluator:
             ok = False
         if ok:
             self.plain = plain
-            self.fast_path = "+".join(["first-layer"] * (first is not None) + ["bn-fold"] * bool(folded))
+            self.fast_path = "+".join(["first-layer"] * (first is not None) + ["bn-fold"] * bool(folded)
+                                      + ["in-place"] * bool(inplace))
         else:
             self._plain(plain)
 
@@ -257,7 +303,36 @@ class ModuleEvaluator:
             self._plain(self.plain)
             self.set_point(a, b)
             out = self.model(self.X)
-        return losses.loss(out, self.y, self.loss).item(), losses.accuracy(out, self.y)
+        return self.score(out)
+
+
+class Scorer:
+    """``(loss, accuracy)`` of outputs ``z`` [N, C] against the task's labels, as Python floats.
+
+    Cross-entropy is fused and reuses its buffers across calls (``F.cross_entropy`` on
+    ``[1797, 10]`` costs several times more than the model's last layer on one thread):
+    ``m = max_c z``, ``loss = mean_i [m_i + log sum_c exp(z_ic - m_i) - z_iy]``; an example
+    counts as correct when ``z_iy`` is the largest logit (ties counted correct, a set of
+    measure zero). Other losses go through :mod:`landscape.core.losses`."""
+
+    def __init__(self, y: torch.Tensor, loss: str):
+        self.y, self.loss = y, loss
+        self.y_col = y.view(-1, 1).long() if not y.is_floating_point() else None
+        self.mx = self.tmp = None
+
+    def __call__(self, z: torch.Tensor) -> tuple[float, float]:
+        if self.loss != "cross_entropy" or z.dim() != 2 or self.y_col is None:
+            return losses.loss(z, self.y, self.loss).item(), losses.accuracy(z, self.y)
+        if self.tmp is None or self.tmp.shape != z.shape or self.tmp.dtype != z.dtype:
+            self.mx = torch.empty(z.shape[0], dtype=z.dtype, device=z.device)
+            self.tmp = torch.empty_like(z)
+        torch.amax(z, 1, out=self.mx)
+        torch.sub(z, self.mx[:, None], out=self.tmp)
+        lse = self.tmp.exp_().sum(1).log_().add_(self.mx)
+        zy = z.gather(1, self.y_col).squeeze(1)
+        loss = lse.sub_(zy).mean().item()
+        acc = (zy >= self.mx).sum().item() / z.shape[0]
+        return loss, acc
 
 
 def _eval(module: nn.Module) -> None:
@@ -271,14 +346,13 @@ class MLPEvaluator:
     """Hand-written forward for ``Linear``/activation stacks with buffers allocated once."""
 
     name = "mlp"
-    fast_path = "first-layer"
+    fast_path = "first-layer"  # "mlp-from-graph+first-layer" for an exported MLP program
 
     def __init__(self, task: PlaneTask):
         mods = list(task.model)
         X = task.X.to(task.w.dtype)
         self.loss = task.loss
         self.y = task.y
-        self.y_col = task.y.view(-1, 1).long() if not task.y.is_floating_point() else None
         self.n = X.shape[0]
         start = 0
         layers = []  # (W, dWx, dWy, b, dbx, dby) views, act
@@ -314,8 +388,7 @@ class MLPEvaluator:
         self.Wbuf = [torch.empty_like(L["W"][0]) for L in layers]
         self.Bbuf = [torch.empty_like(L["B"][0]) for L in layers]
         self.bias_moves = [bool(L["B"][1].any() or L["B"][2].any()) for L in layers]
-        self.mx = torch.empty(self.n, dtype=X.dtype)
-        self.tmp = torch.empty(self.n, layers[-1]["W"][0].shape[0], dtype=X.dtype)
+        self.score = Scorer(task.y, task.loss)
 
     @staticmethod
     def _act_(m, h):
@@ -351,19 +424,7 @@ class MLPEvaluator:
             torch.addmm(bias, h, Wb.T, out=self.h[i])
             h = self.h[i]
             self._act_(L["act"], h)
-        return self._score(h)
-
-    def _score(self, z: torch.Tensor) -> tuple[float, float]:
-        if self.loss == "cross_entropy":
-            torch.amax(z, 1, out=self.mx)
-            torch.sub(z, self.mx[:, None], out=self.tmp)
-            lse = self.tmp.exp_().sum(1).log_().add_(self.mx)
-            zy = z.gather(1, self.y_col).squeeze(1)
-            loss = (lse.sub_(zy)).mean().item()
-            acc = (zy >= self.mx).sum().item() / self.n
-            return loss, acc
-        return losses.loss(z, self.y, self.loss).item(), losses.accuracy(z, self.y)
-
+        return self.score(h)
 
 @torch.no_grad()
 def evaluate_points_vmap(task: PlaneTask, points, batch: int = 64):

@@ -9,7 +9,16 @@ point agrees with the plain forward).
   parametrised layer (a submodule of an ``nn.Module``, found by call order; or the first
   ``aten`` linear/convolution node of an exported graph) is Linear or Conv, its parameters
   are not shared, and it runs once per forward. Its input must not move with the point:
-  checked at every call (``torch.equal``), else :class:`NotFactorable`.
+  checked at every call (same unmodified memory, else ``torch.equal``), else
+  :class:`NotFactorable`.
+- **In-place activations** (:func:`inplace_activations`, exported graphs): ``relu``/``tanh``
+  of an intermediate result used by nothing else writes over it (``relu_``), saving an
+  allocation and a pass over memory per activation.
+- **An exported MLP read back as layers** (:func:`mlp_from_graph`): a graph that is only
+  ``linear`` nodes and elementwise activations (after at most a flatten of the ``[N, F]``
+  input) is the same function as an ``nn.Sequential`` of ``Linear`` and activation modules,
+  which the hand-written MLP evaluator runs (buffers allocated once, fused loss). Its batch
+  size is free, so a program exported with a fixed batch runs all examples at once.
 - **BatchNorm folding** (:func:`fold_batchnorm`, exported graphs): an eval-mode
   ``batch_norm(conv(x, W, c))`` becomes ``conv(x, W s, (c - mean) s + beta)`` with
   ``s = gamma / sqrt(var + eps)`` per output channel, computed from the current parameters
@@ -43,14 +52,25 @@ class FirstLayer(nn.Module):
     def set_point(self, a: float, b: float) -> None:
         self.a, self.b = a, b
 
+    @staticmethod
+    def _signature(x):
+        """Where ``x`` lives and its version counter. The first input is held, so its memory
+        is never handed to another tensor: an equal signature later means the same unmodified
+        memory (e.g. a view of the evaluation data), so the same values."""
+        return (x.data_ptr(), x.shape, x.stride(), x.dtype, x._version)
+
+    def _same_input(self, x) -> bool:
+        return x is self.x or self._signature(x) == self.seen or torch.equal(x, self.x)
+
     def forward(self, x):
         if self.x is None:
             self.x = x.detach().clone()
+            self.held, self.seen = x, self._signature(x)  # held: its memory cannot be reused
             self.z = [self.op(x, W, c) for W, c in zip(self.weights, self.biases)]
             self.has_dy = bool(self.weights[2].any()) or (self.biases[2] is not None and bool(self.biases[2].any()))
             self.zb, self._b = self.z[0].clone(), 0.0
             self.out = torch.empty_like(self.z[0])
-        elif x is not self.x and not torch.equal(x, self.x):
+        elif not self._same_input(x):
             raise NotFactorable("the first layer's input depends on moving parameters")
         if self.has_dy and self.b != self._b:
             torch.add(self.z[0], self.z[2], alpha=self.b, out=self.zb)
@@ -186,3 +206,94 @@ def fold_batchnorm(model: nn.Module) -> int:
     if n:
         model.recompile()
     return n
+
+
+def inplace_activations(model: nn.Module) -> int:
+    """Turn ``relu(t)``/``tanh(t)`` into ``relu_(t)``/``tanh_(t)`` where ``t`` is computed by
+    an ``aten`` op of the graph and used only by the activation (exported graphs; in place);
+    returns how many nodes changed."""
+    if not isinstance(model, torch.fx.GraphModule):
+        return 0
+    aten = torch.ops.aten
+    swap = {aten.relu.default: aten.relu_.default, aten.tanh.default: aten.tanh_.default}
+    n = 0
+    for node in model.graph.nodes:
+        if node.op != "call_function" or node.target not in swap or len(node.args) != 1 or node.kwargs:
+            continue
+        src = node.args[0]
+        if (getattr(src, "op", None) == "call_function" and isinstance(src.target, torch._ops.OpOverload)
+                and not src.target._schema.is_mutable and len(src.users) == 1
+                and src.target not in (aten.view.default, aten.reshape.default, aten.flatten.using_ints,
+                                       aten.expand.default, aten.permute.default, aten.t.default,
+                                       aten.transpose.int, aten.select.int, aten.slice.Tensor,
+                                       aten.squeeze.dim, aten.unsqueeze.default, aten.alias.default,
+                                       aten.detach.default)):
+            node.target = swap[node.target]
+            n += 1
+    if n:
+        model.recompile()
+    return n
+
+
+def _graph_of(model):
+    """The ``GraphModule`` of an exported program (unwrapping a fixed-batch wrapper), or None."""
+    inner = getattr(model, "program", model)
+    return inner if isinstance(inner, torch.fx.GraphModule) else None
+
+
+def mlp_from_graph(model: nn.Module, n_features: int):
+    """``(nn.Sequential, parameter names in its order)`` computing the same function as an
+    exported graph made only of ``linear`` nodes and ``relu``/``tanh``/``gelu`` activations
+    (optionally after ``flatten(x, 1)`` or a view to ``[-1, n_features]`` of its ``[N,
+    n_features]`` input), ending on a ``linear``; None for any other graph. Every parameter
+    must be used exactly once; the graph must hold no buffers."""
+    gm = _graph_of(model)
+    if gm is None or any(True for _ in gm.buffers()):
+        return None
+    aten = torch.ops.aten
+    acts = {aten.relu.default: nn.ReLU, aten.tanh.default: nn.Tanh, aten.gelu.default: nn.GELU}
+    params = dict(gm.named_parameters())
+    inputs = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    if len(inputs) != 1:
+        return None
+    current, layers, names, started = inputs[0], [], [], False
+    for node in gm.graph.nodes:
+        if node.op in ("placeholder", "get_attr"):
+            continue
+        if node.op == "call_module" and node.target == "_guards_fn":
+            continue  # the program's input-shape guard, no computation
+        if node.op == "output":
+            out = node.args[0]
+            out = out[0] if isinstance(out, (tuple, list)) and len(out) == 1 else out
+            ok = out is current and layers and isinstance(layers[-1], nn.Linear)
+            if not ok or len(names) != len(params):
+                return None
+            return nn.Sequential(*layers), names
+        if node.op != "call_function" or not node.args or node.args[0] is not current:
+            return None
+        t, args = node.target, node.args
+        if not started and not node.kwargs and (
+                (t is aten.flatten.using_ints and tuple(args[1:]) in ((1,), (1, -1)))
+                or (t in (aten.view.default, aten.reshape.default)
+                    and list(args[1]) in ([-1, n_features],))):
+            current = node
+            continue
+        if t is aten.linear.default and not node.kwargs:
+            w, b = args[1], (args[2] if len(args) > 2 else None)
+            attrs = [a for a in (w, b) if a is not None]
+            if any(getattr(a, "op", None) != "get_attr" or a.target not in params
+                   or len(a.users) != 1 for a in attrs):
+                return None
+            W = params[w.target]
+            lin = nn.Linear(W.shape[1], W.shape[0], bias=b is not None, dtype=W.dtype)
+            names += [a.target for a in attrs]
+            layers.append(lin)
+        elif t in acts and len(args) == 1 and (t is not aten.gelu.default or not node.kwargs
+                                               or node.kwargs == {"approximate": "none"}):
+            if not layers or not isinstance(layers[-1], nn.Linear):
+                return None  # two activations in a row
+            layers.append(acts[t]())
+        else:
+            return None
+        started, current = True, node
+    return None
