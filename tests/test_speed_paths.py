@@ -235,6 +235,28 @@ def test_every_executor_equals_the_oracle(data, tmp_path, make):
             assert info["workers"] == 2 and info["executor"] == "pool" and info["threads_per_worker"] == 1
 
 
+@pytest.mark.parametrize("margin,chosen", [(1e9, "vmap"), (0.0, "per-point")])
+@pytest.mark.parametrize("workers", [1, 2])
+def test_without_a_fast_path_per_point_or_vmap_is_chosen_by_timing(data, monkeypatch, margin, chosen, workers):
+    """A model no rewrite applies to: both strategies are timed on the first points, the
+    choice and both times are reported, and either way every value equals the oracle's."""
+    from landscape.surface.executors import pool
+
+    monkeypatch.setattr(pool, "VMAP_MARGIN", margin)
+    torch.manual_seed(0)  # LayerNorm first: no rewrite applies; built-in modules travel to workers
+    model = nn.Sequential(nn.LayerNorm(64), nn.Linear(64, 16), nn.Tanh(), nn.Linear(16, 10)).double()
+    task = _task(model, data)
+    xs, ys = np.linspace(-1, 1, 12), np.linspace(-0.8, 0.6, 12)
+    loss, _, info = evaluate(task, GridPlan.of(xs, ys), PoolExecutor(workers))
+    assert info["fast_path"] == "none" and info["choice"]["chosen"] == chosen
+    assert info["choice"]["per_point_ms"] > 0 and info["choice"]["vmap_ms"] > 0
+    assert info["method"] == ("vmap" if chosen == "vmap" else "module")
+    assert info["executor"] == ("pool" if workers == 2 else "local")
+    exact = np.array([[surface_point(task.model, task.X, task.y, "cross_entropy", task.w, task.dx,
+                                     task.dy, float(a), float(b))[0] for a in xs] for b in ys])
+    _check(loss, exact)
+
+
 def test_exported_task_travels_as_bytes_and_keeps_buffers(data, tmp_path):
     model = _export(_module("cnn"), tmp_path, "ship")
     assert isinstance(model.landscape_pt2, bytes)

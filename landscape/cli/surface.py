@@ -129,7 +129,7 @@ def run(args) -> dict:
            "executor": m.get("executor", m.get("backend")), "threads_per_worker": m.get("threads_per_worker"),
            "device": m.get("device"), "points_per_second": m.get("points_per_second"),
            "fast_path": m.get("fast_path")}
-    for key in ("explained_variance", "barrier_height", "subset_max_abs_error", "loss_a", "loss_b"):
+    for key in ("explained_variance", "barrier_height", "subset_max_abs_error", "loss_a", "loss_b", "choice"):
         if key in m:
             out[key] = m[key]
     if given is not None:

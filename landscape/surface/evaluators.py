@@ -54,7 +54,8 @@ class PlaneTask:
 
     ``w``, ``dx``, ``dy``: flat ``[P]`` in the model's parameter order (``dy`` may be all
     zero for a 1-D slice); ``X`` [N, ...], ``y`` [N]; ``bn_data`` the inputs used to
-    recompute BatchNorm statistics when ``bn == "recompute"``."""
+    recompute BatchNorm statistics when ``bn == "recompute"``; ``method``: ``auto``,
+    ``mlp``, ``module`` (per point) or ``vmap`` (batched over points)."""
 
     model: nn.Module
     w: torch.Tensor
@@ -484,14 +485,17 @@ def task_to(task: PlaneTask, device) -> PlaneTask:
 
 class ChunkEvaluator:
     """Loss and accuracy at a list of points on ``device``: the per-point evaluator of
-    :func:`build_evaluator`, or with ``batched`` (the default off a CPU) :func:`evaluate_points_vmap`.
+    :func:`build_evaluator`, or with ``batched`` (the default off a CPU, or for a task whose
+    ``method`` is ``"vmap"``) :func:`evaluate_points_vmap`.
     Calling it returns two float64 arrays ``(loss [n], acc [n])``; ``name`` is the method
     (``mlp``, ``module`` or ``vmap``)."""
 
     def __init__(self, task: PlaneTask, device="cpu", batched: bool | None = None, vmap_batch: int = 64):
         self.task = task_to(task, device)
         self.vmap_batch = int(vmap_batch)
-        self.batched = torch.device(device).type != "cpu" if batched is None else bool(batched)
+        if batched is None:
+            batched = torch.device(device).type != "cpu" or task.method == "vmap"
+        self.batched = bool(batched)
         self.ev = None if self.batched else build_evaluator(self.task)
         self.name = "vmap" if self.batched else self.ev.name
         self.device = str(device)

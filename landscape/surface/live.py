@@ -161,6 +161,22 @@ class LiveRun:
         with self._lock:
             return copy.deepcopy(self.trainer.model)
 
+    def movie_source(self) -> dict:
+        """What a training movie of the run so far needs (consistent copies, never
+        mid-update): ``model`` (the latest weights), ``trajectory`` = (steps [T], snapshots
+        [T, P]), ``history`` [(step, batch loss, accuracy)], ``data`` and ``loss``."""
+        with self._lock:
+            tr = self.trainer.trajectory
+            steps = np.asarray(tr.steps, dtype=np.int64)
+            snaps = tr.params.copy()
+            model = copy.deepcopy(self.trainer.model).cpu()
+            history = list(zip(self._steps, self._loss, self._acc))
+        data = self.trainer.data
+        if self.device.type != "cpu":  # the movie's surface is computed on the CPU
+            data = data.to(device="cpu")
+        return {"model": model, "trajectory": (steps, snaps), "history": history,
+                "data": data, "loss": self.trainer.config.loss}
+
     def _over(self) -> bool:
         return self._closed or self.job.poll().finished
 

@@ -22,12 +22,13 @@ surface around a trained network spans orders of magnitude.
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from landscape.core.errors import LandscapeError
+from landscape.core.errors import Cancelled, LandscapeError
 
 FORMATS = (".html", ".gif", ".mp4")
 VIEWS = ("contour", "3d")
@@ -492,26 +493,36 @@ class _Canvas:
         return np.asarray(img)
 
 
+def _check_cancel(cancel, done: int, total: int) -> None:
+    if cancel is not None and cancel.is_set():
+        raise Cancelled(f"movie stopped after {done} of {total} frames")
+
+
 def draw_frames(d: MovieData, frames: int = 60, view: str = "contour", width: int = 1024,
-                progress=None):
+                progress=None, cancel=None):
     """Yield ``frames`` raster frames [H, W, 3] uint8 (``W`` = ``width`` rounded up to a
-    multiple of 16); ``progress(done, total)`` after each."""
+    multiple of 16); ``progress(done, total)`` after each; ``cancel.is_set()`` (checked before
+    each frame) stops with :class:`Cancelled`."""
     canvas = _Canvas(d, width, view)
     pos = frame_positions(d, frames)
     for k, f in enumerate(pos):
+        _check_cancel(cancel, k, len(pos))
         yield canvas.frame(frame_state(d, f))
         if progress is not None:
             progress(k + 1, len(pos))
 
 
 def write_movie(d: MovieData, path, frames: int = 60, fps: float = 10, view: str = "contour",
-                width: int = 1024, progress=None) -> dict:
+                width: int = 1024, progress=None, cancel=None) -> dict:
     """Write the movie to ``path`` (.html, .gif or .mp4 by suffix); returns ``{"out",
-    "format", "frames", "width", "height"}`` (``width``/``height`` None for HTML)."""
+    "format", "frames", "width", "height"}`` (``width``/``height`` None for HTML).
+    ``cancel.is_set()`` between frames stops with :class:`Cancelled` (an MP4 written so far
+    is closed)."""
     fmt = check_options(path, frames, fps, view, width)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if fmt == ".html":
+        _check_cancel(cancel, 0, frames)
         write_html(d, path, frames, fps, view)
         if progress is not None:
             progress(frames, frames)
@@ -520,17 +531,30 @@ def write_movie(d: MovieData, path, frames: int = 60, fps: float = 10, view: str
 
     shape = None
     if fmt == ".gif":
-        imgs = list(draw_frames(d, frames, view, width, progress))
+        imgs = list(draw_frames(d, frames, view, width, progress, cancel))
         shape = imgs[0].shape
         iio.mimsave(str(path), imgs, format="GIF", duration=1000.0 / float(fps), loop=0)
     else:
         writer = iio.get_writer(str(path), format="FFMPEG", fps=float(fps), codec="libx264",
                                 quality=8, pixelformat="yuv420p", macro_block_size=16)
         try:
-            for img in draw_frames(d, frames, view, width, progress):
+            for img in draw_frames(d, frames, view, width, progress, cancel):
                 shape = img.shape
                 writer.append_data(img)
         finally:
             writer.close()
     return {"out": str(path), "format": fmt[1:], "frames": int(frames), "width": int(shape[1]),
             "height": int(shape[0])}
+
+
+def movie_bytes(d: MovieData, suffix: str, frames: int = 60, fps: float = 10, view: str = "contour",
+                width: int = 1024, progress=None, cancel=None) -> tuple[bytes, dict]:
+    """The movie as bytes (written to a temporary file and read back) and :func:`write_movie`'s
+    info without ``out``; ``suffix`` is ``.html``, ``.gif`` or ``.mp4``."""
+    with tempfile.TemporaryDirectory(prefix="landscape-movie-") as tmp:
+        path = Path(tmp) / f"movie{suffix}"
+        info = write_movie(d, path, frames=frames, fps=fps, view=view, width=width,
+                           progress=progress, cancel=cancel)
+        blob = path.read_bytes()
+    info.pop("out", None)
+    return blob, {**info, "bytes": len(blob)}

@@ -21,6 +21,11 @@ exported (``.pt2``) program travels as its archive bytes
 (:meth:`~landscape.surface.evaluators.PlaneTask.__getstate__`): each worker loads it once
 per plane under the pickle-refusing guard of :mod:`landscape.io.checkpoints`.
 
+When no fast path applies to a module (``fast_path == "none"``) and at least
+:data:`CHOOSE_MIN_POINTS` points remain, per-point evaluation and batched ``torch.func.vmap``
+are both timed on the first points (:data:`TRIAL_VMAP` of them for vmap, whose values are
+kept) and the faster one runs the rest; ``info["choice"]`` gives both times per point.
+
 ``info`` adds ``executor`` (``pool`` or ``local``), ``threads_per_worker`` and
 ``fast_path`` (see :class:`~landscape.surface.evaluators.ModuleEvaluator`). A feeder
 thread per worker pulls chunks from a shared queue, so cancelling is clearing the queue;
@@ -42,6 +47,9 @@ import time
 
 _pool = None
 _lock = threading.Lock()
+CHOOSE_MIN_POINTS = 128  # fewer points left: per-point, without timing vmap
+TRIAL_VMAP = 16  # points in the vmap trial (a quarter of a vmap batch of 64)
+VMAP_MARGIN = 0.8  # vmap is chosen when it costs under 80% of a point evaluated alone
 
 
 class WorkerDied(RuntimeError):
@@ -269,6 +277,50 @@ def _serve() -> None:
         out.flush()
 
 
+def run_chunks(chunk_ev, plan, grid, positions, size: int = 64) -> None:
+    """Evaluate ``positions`` in chunks of ``size`` with a batched ``ChunkEvaluator``."""
+    for pos in plan.chunks(positions, size):
+        grid.check_cancel()
+        grid.put(pos, *chunk_ev(plan.points(pos)))
+        grid.report()
+
+
+def _choose_vmap_or_points(ev, task, plan, grid, rest, info):
+    """Time two more points one at a time and :data:`TRIAL_VMAP` points with ``vmap`` (their
+    values are kept); returns ``(task, positions left)``, the task marked ``method="vmap"``
+    when vmap was faster by the margin."""
+    import dataclasses
+
+    from landscape.surface.evaluators import ChunkEvaluator
+
+    single = []
+    for s, (a, b) in zip(rest[:2], plan.points(rest[:2])):
+        t = time.perf_counter()
+        grid.put_one(int(s), *ev(a, b))
+        single.append(time.perf_counter() - t)
+    rest = rest[2:]
+    trial = rest[:TRIAL_VMAP]
+    vtask = dataclasses.replace(task, method="vmap")
+    try:
+        chunk_ev = ChunkEvaluator(vtask, "cpu")
+        t = time.perf_counter()
+        vals = chunk_ev(plan.points(trial))
+        vmap_s = (time.perf_counter() - t) / len(trial)
+    except Exception:  # noqa: BLE001 - a model vmap cannot batch: per-point it is
+        info["choice"] = {"per_point_ms": round(min(single) * 1e3, 4), "vmap_ms": None,
+                          "chosen": "per-point"}
+        return task, rest
+    grid.put(trial, *vals)
+    grid.report()
+    chosen = "vmap" if vmap_s < VMAP_MARGIN * min(single) else "per-point"
+    info["choice"] = {"per_point_ms": round(min(single) * 1e3, 4), "vmap_ms": round(vmap_s * 1e3, 4),
+                      "chosen": chosen}
+    if chosen == "vmap":
+        info["method"] = "vmap"
+        return vtask, rest[len(trial):]
+    return task, rest[len(trial):]
+
+
 class PoolExecutor:
     """Worker processes when they pay off (see the module docstring), else this thread.
     ``workers``: None decides by the first point's time (up to one per core); a count is
@@ -286,7 +338,7 @@ class PoolExecutor:
         import torch
 
         from landscape.core.device import cpu_count
-        from landscape.surface.evaluators import build_evaluator
+        from landscape.surface.evaluators import ChunkEvaluator, build_evaluator
         from landscape.surface.executors.local import run_points
 
         ev = build_evaluator(task)
@@ -302,6 +354,12 @@ class PoolExecutor:
         per_point = time.perf_counter() - t1
         grid.report()
         rest = todo[1:]
+        if (ev.name == "module" and info["fast_path"] == "none" and task.method == "auto"
+                and task.bn != "recompute" and len(rest) >= CHOOSE_MIN_POINTS
+                and not hasattr(task.model, "batch")):
+            task, rest = _choose_vmap_or_points(ev, task, plan, grid, rest, info)
+            if task.method == "vmap":
+                per_point = info["choice"]["vmap_ms"] / 1e3
         workers = self.workers
         n_workers = cpu_count() if workers is None else max(1, min(int(workers), cpu_count()))
         startup = 0.25 if is_warm(n_workers) else 3.0
@@ -313,7 +371,10 @@ class PoolExecutor:
             except Exception:  # a module that cannot be pickled: evaluate here
                 shipped = None
         if shipped is None:
-            run_points(ev, plan, grid, rest)
+            if task.method == "vmap":
+                run_chunks(ChunkEvaluator(task, "cpu"), plan, grid, rest)
+            else:
+                run_points(ev, plan, grid, rest)
             return info
         size = max(1, min(64, len(rest) // (n_workers * 6) or 1))
         chunks = plan.chunks(rest, size)
