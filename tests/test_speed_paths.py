@@ -110,7 +110,8 @@ def _check(loss, exact):
     assert np.all(np.isfinite(loss)) and rel.max() < 1e-6, rel.max()
 
 
-@pytest.mark.parametrize("kind,fast", [("cnn", "first-layer"), ("two", "first-layer"), ("scaled", "none")])
+@pytest.mark.parametrize("kind,fast", [("cnn", "first-layer+bn-fold+in-place"), ("two", "first-layer"),
+                                       ("scaled", "in-place")])
 def test_module_fast_paths_equal_the_oracle(data, kind, fast):
     task = _task(_module(kind), data)
     ev = ModuleEvaluator(task)
@@ -238,7 +239,7 @@ def test_every_executor_equals_the_oracle(data, tmp_path, make):
 @pytest.mark.parametrize("margin,chosen", [(1e9, "vmap"), (0.0, "per-point")])
 @pytest.mark.parametrize("workers", [1, 2])
 def test_without_a_fast_path_per_point_or_vmap_is_chosen_by_timing(data, monkeypatch, margin, chosen, workers):
-    """A model no rewrite applies to: both strategies are timed on the first points, the
+    """A model the first-layer factorisation does not apply to: both strategies are timed on the first points, the
     choice and both times are reported, and either way every value equals the oracle's."""
     from landscape.surface.executors import pool
 
@@ -248,7 +249,7 @@ def test_without_a_fast_path_per_point_or_vmap_is_chosen_by_timing(data, monkeyp
     task = _task(model, data)
     xs, ys = np.linspace(-1, 1, 12), np.linspace(-0.8, 0.6, 12)
     loss, _, info = evaluate(task, GridPlan.of(xs, ys), PoolExecutor(workers))
-    assert info["fast_path"] == "none" and info["choice"]["chosen"] == chosen
+    assert "first-layer" not in info["fast_path"] and info["choice"]["chosen"] == chosen
     assert info["choice"]["per_point_ms"] > 0 and info["choice"]["vmap_ms"] > 0
     assert info["method"] == ("vmap" if chosen == "vmap" else "module")
     assert info["executor"] == ("pool" if workers == 2 else "local")
@@ -297,3 +298,45 @@ def test_cli_reports_what_ran_without_warnings(tmp_path, small_digits):
     assert res["device"] == "cpu" and res["points_per_second"] > 0
     assert res["fast_path"] == "first-layer+bn-fold+in-place"
     assert "Warning" not in out.stderr, out.stderr
+
+
+def test_hessian_of_an_exported_bn_cnn_equals_the_modules(data, tmp_path):
+    """The one Hessian operator on an exported program (BatchNorm in eval mode inside the
+    graph) gives the module's Hessian-vector products to float64 rounding."""
+    from landscape.hessian.operator import HessianOperator
+
+    module = _module("cnn")
+    program = _export(module, tmp_path, "hess")
+    X, y = data
+    a, b = HessianOperator(module, X, y), HessianOperator(program, X, y)
+    assert a.n_params == b.n_params and a.names == b.names
+    g = torch.Generator().manual_seed(5)
+    for _ in range(3):
+        v = torch.randn(a.n_params, generator=g, dtype=torch.float64)
+        ha, hb = a.hvp(v), b.hvp(v)
+        assert torch.allclose(ha, hb, rtol=1e-9, atol=1e-9 * float(ha.abs().max())), (ha - hb).abs().max()
+
+
+class Branchy(nn.Module):
+    """Data-dependent control flow: torch.fx cannot trace it."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(64, 16), nn.Linear(16, 10)
+
+    def forward(self, x):
+        h = self.a(x)
+        return self.b(torch.relu(h) if bool(h.mean() > -1e9) else h)
+
+
+def test_traced_zoo_cnn_folds_batchnorm_and_an_untraceable_module_keeps_its_forward(data):
+    from landscape.core import models
+
+    zoo = _bn_stats(models.build({"name": "cnn", "args": {"channels": [4, 8], "batchnorm": True}},
+                                 seed=0, dtype=torch.float64))
+    torch.manual_seed(0)
+    for model, fast in ((zoo, "first-layer+bn-fold+in-place"), (Branchy().double(), "first-layer")):
+        task = _task(model, data)
+        ev = ModuleEvaluator(task)
+        assert ev.fast_path == fast
+        _check(np.array([[ev(float(a), float(b))[0] for a in XS] for b in YS]), _oracle_grid(task))

@@ -43,6 +43,7 @@ from landscape.surface.rewrites import (
     inplace_activations,
     install_first_layer,
     mlp_from_graph,
+    trace_module,
 )
 
 FAST_ACTS = (nn.ReLU, nn.Tanh, nn.GELU, nn.Identity)
@@ -192,13 +193,15 @@ class ModuleEvaluator:
     - the first-layer factorisation (:class:`FirstLayer`) when the first parametrised layer
       is ``Linear`` or ``Conv`` (a submodule of an ``nn.Module``, or an ``aten`` linear or
       convolution node of an exported program's graph);
-    - BatchNorm folding (exported graphs): ``batch_norm(conv(x, W, c))`` in eval mode becomes
+    - BatchNorm folding: ``batch_norm(conv(x, W, c))`` in eval mode becomes
       ``conv(x, W s, (c - mu) s + beta)`` with ``s = gamma / sqrt(var + eps)``, computed
       from the current parameters at every forward (a few tiny ops instead of a pass over
-      the activations).
+      the activations); on an exported graph, or on an ``nn.Module`` traced by ``torch.fx``;
+    - in-place activations: a ReLU or tanh whose input is a fresh result used by nothing
+      else overwrites it.
 
-    ``fast_path`` names what was applied (``"first-layer"``, ``"bn-fold"``, joined by ``+``,
-    or ``"none"``)."""
+    ``fast_path`` names what was applied (``"first-layer"``, ``"bn-fold"``, ``"in-place"``,
+    joined by ``+``, or ``"none"``)."""
 
     name = "module"
 
@@ -248,6 +251,7 @@ class ModuleEvaluator:
         try:
             _eval(model)
             first, skip = install_first_layer(model, self.task, self.slices)
+            model = trace_module(model) or model  # graph rewrites for modules too
             folded = fold_batchnorm(model)
             inplace = inplace_activations(model)
             if first is None and not folded and not inplace:

@@ -19,7 +19,11 @@ point agrees with the plain forward).
   input) is the same function as an ``nn.Sequential`` of ``Linear`` and activation modules,
   which the hand-written MLP evaluator runs (buffers allocated once, fused loss). Its batch
   size is free, so a program exported with a fixed batch runs all examples at once.
-- **BatchNorm folding** (:func:`fold_batchnorm`, exported graphs): an eval-mode
+- **A module as a graph** (:func:`trace_module`): an ``nn.Module`` is traced symbolically
+  (``torch.fx``, the factored first layer kept as one call) so the graph rewrites below
+  apply to modules as well as to exported programs; a module that cannot be traced keeps
+  its own forward.
+- **BatchNorm folding** (:func:`fold_batchnorm`, exported or traced graphs): an eval-mode
   ``batch_norm(conv(x, W, c))`` becomes ``conv(x, W s, (c - mean) s + beta)`` with
   ``s = gamma / sqrt(var + eps)`` per output channel, computed from the current parameters
   at every forward (a few ops on ``[C_out, ...]`` instead of a pass over ``[N, C, H, W]``).
@@ -173,12 +177,75 @@ def _bn_fold(w, c, gamma, beta, mean, var, eps: float):
     return w2, (c2 if beta is None else c2 + beta)
 
 
+def trace_module(model: nn.Module):
+    """``model`` traced by ``torch.fx`` into a ``GraphModule`` sharing its parameters and
+    submodules (:class:`FirstLayer` and ``torch.nn`` modules kept as single calls), or None
+    when it cannot be traced (data-dependent control flow, say) or is already a graph."""
+    if isinstance(model, torch.fx.GraphModule):
+        return None
+
+    class Tracer(torch.fx.Tracer):
+        def is_leaf_module(self, m, qualname):
+            return isinstance(m, FirstLayer) or super().is_leaf_module(m, qualname)
+
+    try:
+        graph = Tracer().trace(model)
+        return torch.fx.GraphModule(model, graph)
+    except Exception:  # noqa: BLE001 - any module fx cannot trace keeps its own forward
+        return None
+
+
+def _conv_bn(x, w, c, gamma, beta, mean, var, eps: float, stride, padding, dilation, groups):
+    """A ``w.dim() - 2``-D convolution of ``x`` then eval-mode BatchNorm, as one convolution
+    with folded weights."""
+    w2, c2 = _bn_fold(w, c, gamma, beta, mean, var, eps)
+    conv = (torch.conv1d, torch.conv2d, torch.conv3d)[w.dim() - 3]
+    return conv(x, w2, c2, stride, padding, dilation, groups)
+
+
+def _fold_module_pairs(gm) -> int:
+    """Fold ``call_module`` Conv -> BatchNorm pairs of a traced module (in place)."""
+    convs = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+    g, n = gm.graph, 0
+    for bn_node in list(g.nodes):
+        if bn_node.op != "call_module":
+            continue
+        bn = gm.get_submodule(bn_node.target)
+        if (not isinstance(bn, nn.modules.batchnorm._BatchNorm) or bn.training
+                or bn.running_mean is None or len(bn_node.args) != 1 or bn_node.kwargs):
+            continue
+        conv_node = bn_node.args[0]
+        if getattr(conv_node, "op", None) != "call_module" or len(conv_node.users) != 1:
+            continue
+        conv = gm.get_submodule(conv_node.target)
+        if (type(conv) not in convs or conv.padding_mode != "zeros" or isinstance(conv.padding, str)
+                or len(conv_node.args) != 1 or conv_node.kwargs):
+            continue
+        with g.inserting_before(bn_node):
+            attrs = [None if getattr(m, k) is None else g.get_attr(f"{t}.{k}")
+                     for m, t, k in ((conv, conv_node.target, "weight"), (conv, conv_node.target, "bias"),
+                                     (bn, bn_node.target, "weight"), (bn, bn_node.target, "bias"),
+                                     (bn, bn_node.target, "running_mean"), (bn, bn_node.target, "running_var"))]
+            new = g.call_function(_conv_bn, (conv_node.args[0], *attrs, float(bn.eps), tuple(conv.stride),
+                                             tuple(conv.padding), tuple(conv.dilation), int(conv.groups)))
+        bn_node.replace_all_uses_with(new)
+        g.erase_node(bn_node)
+        g.erase_node(conv_node)
+        n += 1
+    return n
+
+
 def fold_batchnorm(model: nn.Module) -> int:
-    """Fold eval-mode ``batch_norm`` nodes into the convolution feeding them (exported graphs
-    only; in place); returns how many were folded."""
+    """Fold eval-mode BatchNorm into the convolution feeding it (graphs only: ``aten``
+    nodes of an exported program, or Conv/BatchNorm module calls of a traced module; in
+    place); returns how many were folded."""
     if not isinstance(model, torch.fx.GraphModule):
         return 0
     import operator
+
+    n_modules = _fold_module_pairs(model)
+    if n_modules:
+        model.recompile()
 
     aten = torch.ops.aten
     convs = {aten.conv1d.default, aten.conv2d.default, aten.conv3d.default}
@@ -205,19 +272,24 @@ def fold_batchnorm(model: nn.Module) -> int:
         n += 1
     if n:
         model.recompile()
-    return n
+    return n + n_modules
 
 
 def inplace_activations(model: nn.Module) -> int:
-    """Turn ``relu(t)``/``tanh(t)`` into ``relu_(t)``/``tanh_(t)`` where ``t`` is computed by
-    an ``aten`` op of the graph and used only by the activation (exported graphs; in place);
-    returns how many nodes changed."""
+    """Turn ``relu(t)``/``tanh(t)`` into ``relu_(t)``/``tanh_(t)`` where ``t`` is a new tensor
+    computed by an ``aten`` op (exported graphs) or by a Conv, Linear or BatchNorm module
+    (traced modules) and used only by the activation (in place); returns how many nodes
+    changed."""
     if not isinstance(model, torch.fx.GraphModule):
         return 0
     aten = torch.ops.aten
     swap = {aten.relu.default: aten.relu_.default, aten.tanh.default: aten.tanh_.default}
     n = 0
     for node in model.graph.nodes:
+        if _fresh_module_output(model, node):  # a traced module's activation
+            node.op, node.target = "call_function", torch.relu_ if _is_relu(model, node) else torch.tanh_
+            n += 1
+            continue
         if node.op != "call_function" or node.target not in swap or len(node.args) != 1 or node.kwargs:
             continue
         src = node.args[0]
@@ -233,6 +305,34 @@ def inplace_activations(model: nn.Module) -> int:
     if n:
         model.recompile()
     return n
+
+
+def _is_relu(gm, node) -> bool:
+    if node.op == "call_module":
+        return isinstance(gm.get_submodule(node.target), nn.ReLU)
+    return node.target in (torch.relu, torch.nn.functional.relu)
+
+
+def _fresh_module_output(gm, node) -> bool:
+    """A traced module's ReLU/Tanh (module or ``torch.relu``/``F.relu``/``torch.tanh``
+    call) whose input is a new tensor made by a Conv, Linear, BatchNorm or folded
+    convolution and used by nothing else."""
+    if node.op == "call_module":
+        m = gm.get_submodule(node.target)
+        if type(m) not in (nn.ReLU, nn.Tanh) or len(node.args) != 1 or node.kwargs:
+            return False
+    elif node.op == "call_function" and node.target in (torch.relu, torch.tanh, torch.nn.functional.relu):
+        if len(node.args) != 1 or node.kwargs.get("inplace", False) or set(node.kwargs) - {"inplace"}:
+            return False
+    else:
+        return False
+    src = node.args[0]
+    if getattr(src, "op", None) == "call_module":
+        fresh = isinstance(gm.get_submodule(src.target), (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d,
+                                                          nn.modules.batchnorm._BatchNorm))
+    else:
+        fresh = getattr(src, "op", None) == "call_function" and src.target is _conv_bn
+    return fresh and len(src.users) == 1
 
 
 def _graph_of(model):

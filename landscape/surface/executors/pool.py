@@ -21,7 +21,7 @@ exported (``.pt2``) program travels as its archive bytes
 (:meth:`~landscape.surface.evaluators.PlaneTask.__getstate__`): each worker loads it once
 per plane under the pickle-refusing guard of :mod:`landscape.io.checkpoints`.
 
-When no fast path applies to a module (``fast_path == "none"``) and at least
+When the first-layer factorisation does not apply to a module and at least
 :data:`CHOOSE_MIN_POINTS` points remain, per-point evaluation and batched ``torch.func.vmap``
 are both timed on the first points (:data:`TRIAL_VMAP` of them for vmap, whose values are
 kept) and the faster one runs the rest; ``info["choice"]`` gives both times per point.
@@ -354,7 +354,7 @@ class PoolExecutor:
         per_point = time.perf_counter() - t1
         grid.report()
         rest = todo[1:]
-        if (ev.name == "module" and info["fast_path"] == "none" and task.method == "auto"
+        if (ev.name == "module" and "first-layer" not in info["fast_path"] and task.method == "auto"
                 and task.bn != "recompute" and len(rest) >= CHOOSE_MIN_POINTS
                 and not hasattr(task.model, "batch")):
             task, rest = _choose_vmap_or_points(ev, task, plan, grid, rest, info)
