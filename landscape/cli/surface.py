@@ -66,7 +66,9 @@ def run(args) -> dict:
         from landscape.core.device import cpu_count
         from landscape.surface.executors import pool
 
-        pool.prestart(min(args.workers or cpu_count(), cpu_count()))  # workers start while the data loads
+        pt2 = bool(args.checkpoint) and Path(args.checkpoint).suffix.lower() == ".pt2"
+        pool.prestart(min(args.workers or cpu_count(), cpu_count()),  # start while the data loads
+                      preload_export=pt2)
     model, d, loss, traj, origin = resolve_model(args)
     cfg = surface.SurfaceConfig(
         directions=args.directions, grid=grid, xrange=tuple(args.xrange or (-1.0, 1.0)),

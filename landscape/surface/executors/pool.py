@@ -56,9 +56,14 @@ class WorkerDied(RuntimeError):
     pass
 
 
+PRELOAD_EXPORT = "LANDSCAPE_WORKER_PRELOAD_EXPORT"  # env: import torch.export's reader at start
+
+
 class _Worker:
-    def __init__(self):
+    def __init__(self, preload_export: bool = False):
         env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+        if preload_export:
+            env[PRELOAD_EXPORT] = "1"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "landscape.surface.executors.pool"], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, env=env)
@@ -92,9 +97,9 @@ class _Worker:
 class Pool:
     """``n`` workers; ``map_chunks`` evaluates chunks in order of submission."""
 
-    def __init__(self, n: int):
+    def __init__(self, n: int, preload_export: bool = False):
         self.n = n
-        self.workers = [_Worker() for _ in range(n)]
+        self.workers = [_Worker(preload_export) for _ in range(n)]
         self.busy = threading.Lock()
         self.ready = False  # every worker answered a ping
 
@@ -194,14 +199,16 @@ def get_pool(n_workers: int) -> Pool:
         return _pool
 
 
-def prestart(n_workers: int) -> None:
+def prestart(n_workers: int, preload_export: bool = False) -> None:
     """Start ``n_workers`` worker processes now without waiting for them (their ``import
     torch`` overlaps with the caller loading its model and data); :func:`get_pool` waits for
-    them when the points are ready. Does nothing when a pool is already running."""
+    them when the points are ready. With ``preload_export`` (a ``.pt2`` is coming) they also
+    import torch.export's archive reader (about a second) before the program arrives. Does
+    nothing when a pool is already running."""
     global _pool
     with _lock:
         if _pool is None and n_workers > 1:
-            _pool = Pool(n_workers)
+            _pool = Pool(n_workers, preload_export)
 
 
 def is_warm(n_workers: int) -> bool:
@@ -248,6 +255,8 @@ def _serve() -> None:
     import torch
 
     torch.set_num_threads(1)
+    if os.environ.get(PRELOAD_EXPORT) == "1":
+        import torch._export.serde.serialize  # noqa: F401 - what loading a .pt2 imports first
     from landscape.surface.evaluators import ChunkEvaluator
 
     inp, out = sys.stdin.buffer, sys.stdout.buffer
