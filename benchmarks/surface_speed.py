@@ -5,7 +5,9 @@ same data and the same cores, for four cases a user meets:
 - the built-in `digits-mlp` preset (hand-written MLP evaluator);
 - a user's plain 64-128-128-10 ReLU MLP saved as a `.pt2` (torch.export, dynamic batch);
 - a user's small residual CNN with BatchNorm saved as a `.pt2`;
-- a zoo CNN with BatchNorm saved as `.safetensors` (what `landscape train --out` writes).
+- a zoo CNN with BatchNorm saved as `.safetensors` (what `landscape train --out` writes);
+- on request (``--cases resnet-pt``), the zoo ResNet (16 channels, 4 residual blocks with
+  BatchNorm) saved as a plain ``.pt`` state_dict.
 
     pip install -e ".[bench]"      # loss-landscapes==3.0.6
     python benchmarks/surface_speed.py [--grid 41] [--repeats 2] [--cases mlp-pt2 cnn-pt2]
@@ -30,7 +32,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-CASES = ("preset-mlp", "mlp-pt2", "cnn-pt2", "cnn-safetensors")
+CASES = ("preset-mlp", "mlp-pt2", "cnn-pt2", "cnn-safetensors", "resnet-pt")
+DEFAULT_CASES = CASES[:4]  # resnet-pt (a zoo ResNet as a plain state_dict) on request
 
 
 class ResBN(nn.Module):
@@ -70,6 +73,12 @@ def make_case(case: str, folder: Path, data):
     torch.manual_seed(0)
     if case == "preset-mlp":
         return presets.train_preset("digits-mlp").model, None
+    if case == "resnet-pt":
+        m = models.build({"name": "resnet", "args": {}}, seed=0)
+        path = folder / "resnet.pt"
+        torch.save(_quick_train(m, data, 20).state_dict(), path)
+        (folder / "resnet.json").write_text('{"name": "resnet", "args": {}}')
+        return checkpoints.load(path, arch={"name": "resnet", "args": {}}).model, path
     if case == "cnn-safetensors":
         m = models.build({"name": "cnn", "args": {"channels": [8, 8], "batchnorm": True}}, seed=0)
         path = checkpoints.save(_quick_train(m, data), folder / "cnn.safetensors", data="digits")
@@ -92,6 +101,8 @@ def startup(path, case: str, repeats: int = 3) -> float:
         return time.perf_counter() - t
 
     model = ["--preset", "digits-mlp"] if path is None else ["--checkpoint", str(path), "--data", "digits"]
+    if path is not None and path.suffix == ".pt":
+        model += ["--arch", path.with_suffix(".json").read_text()]
     ours = [wall([sys.executable, "-m", "landscape", "surface", *model, "--grid", "1", "--workers", "1"])
             for _ in range(repeats)]
     base = [wall([sys.executable, "-c", "import torch"]) for _ in range(repeats)]
@@ -102,7 +113,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--grid", type=int, default=41)
     ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--cases", nargs="+", default=list(CASES), choices=CASES)
+    ap.add_argument("--cases", nargs="+", default=list(DEFAULT_CASES), choices=CASES)
     args = ap.parse_args()
 
     import loss_landscapes
