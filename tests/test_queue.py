@@ -10,7 +10,15 @@ from helpers import wait_until
 
 from landscape.core.errors import Cancelled
 from landscape.core.jobs import BackgroundJob, live_jobs
-from landscape.core.queue import ComputeQueue, ResultCache, SharedJobs, size_of
+from landscape.core.queue import (
+    POLL_MAX_SECONDS,
+    POLL_SECONDS,
+    ComputeQueue,
+    ResultCache,
+    SharedJobs,
+    poll_seconds,
+    size_of,
+)
 
 
 def sleeper(seconds, tag=None, log=None, *, progress, cancel):
@@ -92,6 +100,30 @@ def test_identical_requests_share_one_computation_and_then_the_cache():
     assert c.cached and c.poll().state == "done" and c.poll().result is a.poll().result
     assert sorted(calls) == [1.0, 2.0]  # three requests for fp-1, one computation
     assert jobs.stats()["cache_entries"] == 2 and jobs.stats()["computing"] == 0
+
+
+def test_panels_refresh_less_often_as_more_tabs_watch():
+    """Up to two watching tabs per core refresh every POLL_SECONDS; beyond, the total refresh
+    rate (watchers / interval) stays at 2 x cores per POLL_SECONDS until the cap."""
+    assert poll_seconds(1, 2) == poll_seconds(4, 2) == POLL_SECONDS
+    for n in (8, 12, 16):
+        assert abs(n / poll_seconds(n, 2) - 4 / POLL_SECONDS) < 1e-6 * n
+    assert poll_seconds(200, 2) == POLL_MAX_SECONDS and poll_seconds(0, 0) == POLL_SECONDS
+    jobs = SharedJobs(2, cache_mb=1)
+    gate = threading.Event()
+
+    def work(*, progress, cancel):
+        gate.wait(5)
+        return 1
+
+    tickets = [jobs.submit("same", work) for _ in range(3)] + [jobs.submit("other", work)]
+    assert jobs.watchers() == 4
+    tickets[0].cancel()
+    assert jobs.watchers() == 3
+    gate.set()
+    for t in tickets[1:]:
+        t.join(5)
+    assert jobs.watchers() == 0
 
 
 def test_a_tab_that_cancels_detaches_and_the_last_one_stops_the_job():

@@ -30,6 +30,18 @@ from collections import OrderedDict
 from landscape.core.jobs import BackgroundJob, JobStatus, live_jobs
 
 DEFAULT_CACHE_MB = 512
+POLL_SECONDS = 0.3  # a job panel's refresh when few tabs watch
+POLL_MAX_SECONDS = 1.5
+
+
+def poll_seconds(watchers: int, cores: int) -> float:
+    """How often a tab's job panel refreshes when ``watchers`` tabs watch running jobs on
+    ``cores`` cores: :data:`POLL_SECONDS` up to two watchers per core, then longer in
+    proportion, so that all panels together cost about the same CPU time however many
+    students watch (each refresh reruns a fragment and redraws a preview in its browser);
+    at most :data:`POLL_MAX_SECONDS`."""
+    per_core = max(1, int(watchers)) / (2 * max(1, int(cores)))
+    return round(min(POLL_MAX_SECONDS, POLL_SECONDS * max(1.0, per_core)), 3)
 
 
 class ComputeQueue:
@@ -256,6 +268,11 @@ class SharedJobs:
                 del self._running[entry_fp]  # a job cancelled in the queue never runs _work
         if last:
             entry.job.cancel()
+
+    def watchers(self) -> int:
+        """Tabs attached to running or queued computations."""
+        with self._lock:
+            return sum(max(0, e.holders) for e in self._running.values())
 
     def stats(self) -> dict:
         """Counts for a load test or a status line: the queue, computations, cache, job threads."""
