@@ -47,6 +47,21 @@ def add_parser(sub) -> None:
                         "test_loss and test_acc in the file")
 
 
+def _needs_export_reader(checkpoint) -> bool:
+    """A ``.pt2`` not yet in the program cache: workers will need torch's export reader."""
+    if not checkpoint or Path(checkpoint).suffix.lower() != ".pt2" or not Path(checkpoint).is_file():
+        return False
+    from landscape.io import program_cache
+    from landscape.io.checkpoints import MAX_CHECKPOINT_BYTES
+
+    if Path(checkpoint).stat().st_size > MAX_CHECKPOINT_BYTES:
+        return False  # refused when it is loaded
+    try:
+        return not program_cache.is_cached(Path(checkpoint).read_bytes())
+    except OSError:
+        return False
+
+
 def run(args) -> dict:
     from landscape import surface
     from landscape.core.device import choose_device
@@ -66,9 +81,8 @@ def run(args) -> dict:
         from landscape.core.device import cpu_count
         from landscape.surface.executors import pool
 
-        pt2 = bool(args.checkpoint) and Path(args.checkpoint).suffix.lower() == ".pt2"
         pool.prestart(min(args.workers or cpu_count(), cpu_count()),  # start while the data loads
-                      preload_export=pt2)
+                      preload_export=_needs_export_reader(args.checkpoint))
     model, d, loss, traj, origin = resolve_model(args)
     cfg = surface.SurfaceConfig(
         directions=args.directions, grid=grid, xrange=tuple(args.xrange or (-1.0, 1.0)),

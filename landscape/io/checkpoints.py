@@ -152,9 +152,27 @@ def program_from_bytes(source: bytes, name: str = "program.pt2") -> tuple[nn.Mod
     The module (in eval mode, wrapped in :class:`StaticBatch` when the program has a fixed
     batch size) keeps the archive's bytes as ``module.landscape_pt2``, so worker processes
     can load the same program once from those bytes instead of pickling the module (an
-    exported module cannot be pickled)."""
+    exported module cannot be pickled). A program read before is rebuilt from the program
+    cache (:mod:`landscape.io.program_cache`) without torch's export reader."""
+    from landscape.io import program_cache
+
     path = Path(name)
     _refuse_native_code(path, source)
+    cached = program_cache.load_cached(source)  # read before: no export reader needed
+    if cached is not None:
+        module, batch = cached
+    else:
+        module, batch = _read_program(source, path)
+        program_cache.store(source, module, batch)
+    if batch is not None:
+        module = StaticBatch(module, batch)
+    module.landscape_pt2 = source
+    return module, batch
+
+
+def _read_program(source: bytes, path: Path) -> tuple[nn.Module, int | None]:
+    """The archive read with ``torch.export.load`` under the guard: ``(module in eval mode,
+    static batch or None)``."""
     try:
         with _no_code_execution(), quiet_pytree():
             ep = torch.export.load(io.BytesIO(source))
@@ -167,11 +185,7 @@ def program_from_bytes(source: bytes, name: str = "program.pt2") -> tuple[nn.Mod
     with quiet_pytree():
         module = ep.module()
     _eval_mode(module)
-    batch = _static_batch(ep)
-    if batch is not None:
-        module = StaticBatch(module, batch)
-    module.landscape_pt2 = source
-    return module, batch
+    return module, _static_batch(ep)
 
 
 def _static_batch(ep) -> int | None:
