@@ -329,13 +329,25 @@ class Branchy(nn.Module):
         return self.b(torch.relu(h) if bool(h.mean() > -1e9) else h)
 
 
+class TwoPaths(nn.Module):
+    """``F.relu(..., inplace=False)`` and a layer used twice: traced, ``tanh`` made in place."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(64, 10), nn.Linear(64, 10)
+
+    def forward(self, x):
+        return self.b(x) * 0.5 + torch.tanh(self.b(x)) + nn.functional.relu(self.a(x), inplace=False)
+
+
 def test_traced_zoo_cnn_folds_batchnorm_and_an_untraceable_module_keeps_its_forward(data):
     from landscape.core import models
 
     zoo = _bn_stats(models.build({"name": "cnn", "args": {"channels": [4, 8], "batchnorm": True}},
                                  seed=0, dtype=torch.float64))
     torch.manual_seed(0)
-    for model, fast in ((zoo, "first-layer+bn-fold+in-place"), (Branchy().double(), "first-layer")):
+    for model, fast in ((zoo, "first-layer+bn-fold+in-place"), (Branchy().double(), "first-layer"),
+                        (TwoPaths().double(), "in-place")):
         task = _task(model, data)
         ev = ModuleEvaluator(task)
         assert ev.fast_path == fast

@@ -288,18 +288,15 @@ def inplace_activations(model: nn.Module) -> int:
     for node in model.graph.nodes:
         if _fresh_module_output(model, node):  # a traced module's activation
             node.op, node.target = "call_function", torch.relu_ if _is_relu(model, node) else torch.tanh_
+            node.kwargs = {}
             n += 1
             continue
         if node.op != "call_function" or node.target not in swap or len(node.args) != 1 or node.kwargs:
             continue
         src = node.args[0]
         if (getattr(src, "op", None) == "call_function" and isinstance(src.target, torch._ops.OpOverload)
-                and not src.target._schema.is_mutable and len(src.users) == 1
-                and src.target not in (aten.view.default, aten.reshape.default, aten.flatten.using_ints,
-                                       aten.expand.default, aten.permute.default, aten.t.default,
-                                       aten.transpose.int, aten.select.int, aten.slice.Tensor,
-                                       aten.squeeze.dim, aten.unsqueeze.default, aten.alias.default,
-                                       aten.detach.default)):
+                and len(src.users) == 1 and not src.target._schema.is_mutable
+                and all(r.alias_info is None for r in src.target._schema.returns)):  # a new tensor, no view
             node.target = swap[node.target]
             n += 1
     if n:
