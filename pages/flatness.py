@@ -13,6 +13,7 @@ from landscape.lessons.kit import run_to_end
 from ui import jobs as ui_jobs
 from ui.export import figure_exports
 from ui.nav import page_header
+from ui.steps import render as lesson_steps
 
 lecture = page_header(
     "Flat and sharp minima",
@@ -20,6 +21,7 @@ lecture = page_header(
     "batches settle in sharper minima (Keskar et al. 2017), SAM looks for flat ones (Foret et "
     "al. 2021). Sharpness is the top Hessian eigenvalue; the pictures use filter-normalized "
     "directions so the four minima are comparable (Li et al. 2018).")
+lesson_steps("flatness")
 
 with st.expander("Setup", expanded=not lecture):
     c1, c2, c3 = st.columns(3)

@@ -15,6 +15,7 @@ from landscape.surface import figures as plots
 from landscape.surface.live import LiveConfig, LiveRun
 from ui import settings, state
 from ui.about import data_line
+from ui.movie import movie_box
 from ui.nav import ensure_app
 
 ensure_app()  # before anything is drawn: see ui/nav.py
@@ -193,3 +194,22 @@ def live_view():
 
 
 live_view()
+
+
+def live_movie_source(cancel, run=run, preset=preset_name if mode == "Preset" else None):
+    """This run so far once it has three snapshots; before that, the preset's full run (as
+    ``landscape movie --preset``)."""
+    src = run.movie_source()
+    if len(src["trajectory"][0]) >= 3:
+        return src
+    if preset is None:
+        raise LandscapeError("a movie needs at least 3 snapshots of this run: press Play first")
+    p = presets.train_preset(preset, cancel=cancel)
+    return {"model": p.model, "data": p.data, "loss": presets.get(preset).train.loss,
+            "trajectory": p.trajectory, "history": p.history}
+
+
+movie_box("live", live_movie_source, stem=holder["recipe"].get("preset", "custom"),
+          title=f"Training on the loss surface: {holder['recipe'].get('preset', 'custom model')}",
+          note="This run so far, over the PCA surface of its own snapshots (before any training: "
+               "the preset's full run, as `landscape movie --preset` writes it).")

@@ -20,14 +20,12 @@ from landscape.surface.executors.ray import RayGridEvaluator
 from ui import jobs as ui_jobs
 from ui.about import data_line
 from ui.export import figure_exports
-from ui.nav import ensure_app
+from ui.movie import movie_box
+from ui.nav import page_header
 
-ensure_app()  # before anything is drawn: see ui/nav.py
-
-lecture = st.query_params.get("lecture") == "1"
-st.title("Loss surface")
-st.caption("Filter-normalized loss surfaces (Li et al. 2018) around a trained model; "
-           "PCA directions follow the model's own training path.")
+lecture = page_header("Loss surface",
+                      "Filter-normalized loss surfaces (Li et al. 2018) around a trained model; "
+                      "PCA directions follow the model's own training path.")
 
 VIEWS = ["2-D", "3-D", "1-D", "Compare"]
 names = list(presets.PRESETS)
@@ -191,3 +189,15 @@ if res.trajectory is not None and res.trajectory.get("loss") is not None and vie
                          "real loss": real, "contour value under it": float(res.loss[j, i])})
         st.dataframe(rows, hide_index=True)
 downloads(res, f"{name}-surface", fig)
+
+
+def preset_movie_source(cancel, preset_name=name):
+    """The preset's training run (cached after the first time), as ``landscape movie --preset``."""
+    run = presets.train_preset(preset_name, cancel=cancel)
+    return {"model": run.model, "data": run.data, "loss": presets.get(preset_name).train.loss,
+            "trajectory": run.trajectory, "history": run.history}
+
+
+movie_box("surface", preset_movie_source, stem=name, title=f"Training on the loss surface: {name}",
+          note=f"{name}'s training path over its PCA loss surface, the loss curve beside it (the "
+               "movie `landscape movie --preset` writes).")

@@ -90,3 +90,86 @@ def test_bad_format_and_options_are_one_line_errors(tmp_path, capsys):
         with pytest.raises(LandscapeError, match=msg):
             movie.check_options(tmp_path / "m.gif", **opts)
     assert not (tmp_path / "m.avi").exists()
+
+
+def test_movie_bytes_gif_reads_back_and_cancel_stops_between_frames(data):
+    import threading
+
+    import imageio.v3 as iio
+
+    from landscape.core.errors import Cancelled
+
+    done = []
+    blob, info = movie.movie_bytes(data, ".gif", frames=3, fps=5, width=800,
+                                   progress=lambda k, n: done.append((k, n)))
+    assert blob[:6] in (b"GIF87a", b"GIF89a") and info["bytes"] == len(blob) and "out" not in info
+    frames = iio.imread(blob, index=None, extension=".gif")
+    assert frames.shape[0] == 3 and frames.shape[2] == info["width"] >= 800
+    assert done == [(1, 3), (2, 3), (3, 3)]
+    # cancelled after the second frame: no third frame is drawn, the error says where it stopped
+    cancel = threading.Event()
+    drawn = []
+
+    def progress(k, n):
+        drawn.append(k)
+        if k == 2:
+            cancel.set()
+
+    with pytest.raises(Cancelled, match="after 2 of 5 frames"):
+        movie.movie_bytes(data, ".mp4", frames=5, width=800, progress=progress, cancel=cancel)
+    assert drawn == [1, 2]
+    with pytest.raises(Cancelled):
+        movie.movie_bytes(data, ".html", frames=5, cancel=cancel)
+
+
+def test_page_movie_job_reports_surface_then_frames(trained_mlp, small_digits):
+    from ui.movie import make
+
+    tr = trained_mlp
+    hist = [(e.step, e.loss, e.accuracy) for e in tr.history]
+
+    def source(cancel):
+        return {"model": tr.model, "data": small_digits, "loss": "cross_entropy",
+                "trajectory": (tr.trajectory.steps, tr.trajectory.params), "history": hist}
+
+    reports = []
+    res = make(source, ".html", 4, "contour", "a test movie", grid=5,
+               progress=lambda d, t, *p: reports.append((d, t, p[0] if p else "")))
+    assert res["suffix"] == ".html" and res["frames"] == 4 and res["size"] == len(res["bytes"])
+    assert b"addFrames" in res["bytes"] and res["n_snapshots"] == len(tr.trajectory.steps)
+    last = reports[-1]
+    assert last[0] == last[1] == 5 * 5 + 4 and "frames: 4 of 4" in last[2]
+    assert any("surface: 25 of 25 points" in r[2] for r in reports)
+    counts = [d for d, t, _ in reports if t == 29]
+    assert counts == sorted(counts)  # progress only moves forward
+    with pytest.raises(LandscapeError, match="cannot write a movie as .avi"):
+        make(source, ".avi", 4, "contour", "x", grid=5)
+
+
+def test_live_run_movie_source_is_the_run_so_far():
+    import time
+
+    from landscape import presets
+    from landscape.core.params import flat_params
+    from landscape.core.train import TrainConfig
+    from landscape.surface.live import LiveConfig, LiveRun
+
+    p = presets.get("moons-mlp")
+    m, d = presets.make("moons-mlp")
+    cfg = TrainConfig.from_dict({**p.train.to_dict(), "steps": 60, "snapshot_every": 10})
+    run = LiveRun(m, d, cfg, LiveConfig(steps_per_second=None, grid=11))
+    try:
+        run.step(30)
+        end = time.perf_counter() + 30
+        while len(run.state().steps) < 30 and time.perf_counter() < end:  # the 30th step recorded
+            time.sleep(0.05)
+        src = run.movie_source()
+    finally:
+        run.close()
+    steps, snaps = src["trajectory"]
+    assert list(steps) == [0, 10, 20, 30] and snaps.shape == (4, flat_params(src["model"]).numel())
+    assert np.allclose(snaps[-1], flat_params(src["model"]).numpy(), atol=1e-6)  # the last is the model
+    assert [h[0] for h in src["history"]] == list(range(1, 31)) and src["loss"] == cfg.loss
+    res = movie.movie_data(src["model"], src["data"], src["trajectory"], src["loss"],
+                           history=src["history"], grid=5, workers=1)
+    assert np.allclose(res.coords[-1], [0, 0], atol=1e-5) and len(res.snap_loss) == 4

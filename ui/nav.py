@@ -22,8 +22,6 @@ from pathlib import Path
 import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 
-from ui.settings import compute_settings  # noqa: F401  (pages import it from here)
-
 APP = Path(__file__).resolve().parents[1] / "app.py"
 
 
@@ -55,11 +53,36 @@ PAGES = [
 PAGE = {p.key: p for p in PAGES}
 
 
+# Home is served at the app's root; ``/home`` opens it too (a hidden alias in the navigation),
+# so a link to it never lands on "Page not found".
+HOME_ALIAS = "home"
+
+
 def navigation():
-    """``st.navigation`` over :data:`PAGES` (Home is the default page)."""
-    return st.navigation([
-        st.Page(p.file, title=p.title, icon=p.icon, default=True) if p.url_path is None
-        else st.Page(p.file, title=p.title, icon=p.icon, url_path=p.url_path) for p in PAGES])
+    """``st.navigation`` over :data:`PAGES` (Home is the default page, also at ``/home``).
+
+    The app calls this first, before anything heavy is imported: until ``st.navigation`` has run
+    once, Streamlit treats the ``pages/`` folder as a legacy multipage app (and its sidebar
+    lists the folder's file names). The server says so from the start (:mod:`ui.server`)."""
+    pages = []
+    for p in PAGES:
+        if p.url_path is None:
+            pages.append(st.Page(p.file, title=p.title, icon=p.icon, default=True,
+                                 url_path=f"{p.key}-root"))
+            pages.append(st.Page(p.file, title=p.title, icon=p.icon, url_path=HOME_ALIAS,
+                                 visibility="hidden"))
+        else:
+            pages.append(st.Page(p.file, title=p.title, icon=p.icon, url_path=p.url_path))
+    return st.navigation(pages)
+
+
+def compute_settings() -> tuple[int, str | None]:
+    """The sidebar's CPU threads and device for a page's computation (see
+    :func:`ui.settings.compute_settings`; imported on first use, so that this module, which the
+    app imports first, stays light)."""
+    from ui.settings import compute_settings as settings_of_tab
+
+    return settings_of_tab()
 
 
 @dataclass(frozen=True)
