@@ -9,6 +9,8 @@ import streamlit as st
 from landscape.core.device import available_devices
 from landscape.core.errors import LandscapeError
 from landscape.lessons import eos
+from ui import steps as lesson_steps
+from ui.about import data_line
 from ui.nav import compute_settings, ensure_app
 
 ensure_app()  # before anything is drawn: see ui/nav.py
@@ -25,6 +27,7 @@ st.title("Edge of stability")
 st.caption("Full-batch gradient descent raises the sharpness (the top Hessian eigenvalue) until "
            "it reaches the stability threshold 2/η, then hovers there while the loss keeps "
            "falling, no longer monotonically (Cohen et al. 2021; Adam: Cohen et al. 2022).")
+lesson_steps.render("eos")  # the lesson's guided steps (?step=k)
 
 
 @st.cache_resource(scope="session", show_spinner=False,
@@ -84,7 +87,8 @@ for col, name in zip(cols, presets):
                help=eos.PRESET_NOTES[name], width="stretch",
                type="primary" if st.session_state["eos_preset"] == name else "secondary")
 base = eos.PRESETS[st.session_state["eos_preset"]]
-st.caption(f"Recipe **{st.session_state['eos_preset']}**: {eos.PRESET_NOTES[st.session_state['eos_preset']]}")
+st.caption(f"Recipe **{st.session_state['eos_preset']}**: {eos.PRESET_NOTES[st.session_state['eos_preset']]}. "
+           f"{data_line(base.data)}")
 
 c1, c2, c3, c4, c5 = st.columns(5)
 opt = c1.radio("Optimizer", list(eos.OPTIMIZERS), index=list(eos.OPTIMIZERS).index(base.optimizer),

@@ -12,6 +12,7 @@ import streamlit as st
 import ui.jobs as ui_jobs
 from landscape.core.errors import Cancelled, LandscapeError
 from landscape.lessons import opposing as opp
+from ui import steps as lesson_steps
 from ui.nav import compute_settings, ensure_app
 
 ensure_app()  # before anything is drawn: see ui/nav.py
@@ -23,6 +24,7 @@ st.caption("At the edge of stability, groups of examples that share a strong fea
            "different labels swing in anti-phase while the overall loss stays low (Rosenfeld & Risteski "
            "2023). Data: UCI handwritten digits (8x8 images, each pixel standardized, then divided by 8) "
            "with a 2x2 patch planted on 10% of the 3s and 8s, so the answer is known.")
+lesson_steps.render("opposing")  # the lesson's guided steps (?step=k)
 
 
 FINISHED = 8  # finished runs kept for all sessions
@@ -117,6 +119,17 @@ if base.data == "toy":
 
 
 
+def live_preview(status) -> None:
+    """The run so far while it trains: the overall loss and the sharpness against 2/lr."""
+    live = status.partial[1] if len(status.partial) > 1 else None
+    if isinstance(live, dict) and len(live.get("loss", ())) > 1:
+        n, fig = st.session_state.get("op_live_fig", (None, None))
+        if n != len(live["loss"]):  # rebuilt only when the run has moved on
+            fig = opp.fig_progress(live)
+            st.session_state["op_live_fig"] = (len(live["loss"]), fig)
+        st.plotly_chart(fig, width="stretch", key="op_live")
+
+
 def result_for(cfg: dict):
     """The finished result for ``cfg``, or None after drawing the progress panel (with Cancel)
     or the message of a cancelled or failed run."""
@@ -131,7 +144,8 @@ def result_for(cfg: dict):
         done.move_to_end(key)
         return done[key]
     attempt = st.session_state.get("op_attempt", 0)  # "Run again" after a cancel starts anew
-    out = ui_jobs.keyed_result("opposing", json.dumps([key, attempt]), run_opposing, cfg, threads=THREADS)
+    out = ui_jobs.keyed_result("opposing", json.dumps([key, attempt]), run_opposing, cfg, threads=THREADS,
+                               preview=live_preview)
     if isinstance(out, opp.OpposingResult):
         done[key] = out
         while len(done) > FINISHED:

@@ -9,6 +9,8 @@ from landscape.core.device import available_devices
 from landscape.core.errors import Cancelled, LandscapeError
 from landscape.lessons import redshift as rs
 from landscape.lessons import spectral_bias as sb
+from ui import steps as lesson_steps
+from ui.about import sines_line
 from ui.nav import compute_settings, ensure_app
 
 ensure_app()  # before anything is drawn: see ui/nav.py
@@ -19,6 +21,7 @@ THREADS, DEVICE = compute_settings()  # the sidebar's threads and device
 st.title("Spectral bias")
 st.caption("A coordinate MLP fits a sum of sines; low frequencies are learned first "
            "(Rahaman et al. 2019) unless the input is encoded (Tancik et al. 2020).")
+lesson_steps.render("spectral")  # the lesson's guided steps (?step=k)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -84,6 +87,8 @@ def show(res: sb.SpectralResult) -> None:
     reached = sum(h is not None for h in res.half_amplitude_step)
     c2.metric("Frequencies at half amplitude", f"{reached} of {len(res.frequencies)}")
     c3.metric("Training seconds", f"{res.meta['seconds']:.1f}")
+    conf = res.meta["config"]
+    st.caption(sines_line(conf["n"], conf["frequencies"], conf["amplitudes"]))
 
 
 try:

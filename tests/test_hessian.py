@@ -451,6 +451,40 @@ def test_outlier_split_rule_on_constructed_overlaps():
     assert r.run_length == 1 and not r.clean
 
 
+def test_outlier_messages_say_count_gap_and_overlap_in_plain_words():
+    P = 40
+    I = np.eye(P)
+    G = I[:3] * np.array([[2.0], [1.0], [0.5]])  # span = first 3 coordinates
+    vals = np.array([10.0, 8.0, 6.0, 2.0, 1.9, 1.8, 1.7])
+    vecs = I[[0, 1, 2, 5, 6, 7, 8]].copy()
+    vecs[1] = math.sqrt(0.9) * I[1] + math.sqrt(0.1) * I[20]  # 90% in the span
+    r = hs.outlier_split(vals, vecs, G)
+    assert r.verdict == "clean" and r.n_outliers == 3
+    assert r.meta["bulk_edge"] == 2.0 and r.meta["edge_ratio"] == pytest.approx(3.0)
+    assert r.message == ("3 outliers above the bulk: λ3 = 6 is 3.00 times λ4 = 2, the top of the "
+                         "bulk. Their eigenvectors lie 90-100% in the span of the 3 class-mean "
+                         "gradients; the bulk's at most 0%.")
+
+    leaky = vecs.copy()
+    leaky[4] = math.sqrt(0.3) * I[2] + math.sqrt(0.7) * I[9]  # a bulk vector 30% in the span
+    r = hs.outlier_split(vals, leaky, G)
+    assert r.verdict == "gap only" and r.n_outliers == 3
+    assert r.message.startswith("3 outliers by the largest gap among the top 3: λ3 = 6 is 3.00 "
+                                "times λ4 = 2")
+    assert "eigenvector 5, below them, still lies 30% in it, so the split is not clean" in r.message
+
+    flat = np.array([10.0, 9.5, 9.0, 8.6, 8.2, 7.9, 7.6])
+    r = hs.outlier_split(flat, leaky, G)
+    assert r.verdict == "no separation" and r.meta["edge_ratio"] is None
+    assert r.message.startswith("No outliers: no eigenvalue among the top 3 stands out")
+    assert "1.06, after λ2" in r.message
+
+    for msg in (hs.outlier_split(v, u, G).message for v, u in ((vals, vecs), (vals, leaky),
+                                                                 (flat, leaky))):
+        for jargon in ("overlap run", "leading run", "rho", "verdict"):
+            assert jargon not in msg, msg
+
+
 def _recipe(act, train, random_labels=False, seed=0):
     X, y = mixture(random_labels=random_labels, seed=seed)
     model = mlp([64, 64], act, seed=seed)

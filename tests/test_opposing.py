@@ -297,6 +297,32 @@ def test_events_cancel_and_partial_results():
     assert part.metrics["window"] == 10 and part.metrics["precision_at_m"] is not None
 
 
+def test_progress_streams_the_run_so_far_for_a_live_figure():
+    """A page draws the loss and the sharpness while the run trains: ``progress`` carries the
+    run so far every PREVIEW_EVERY updates, equal to what the finished run reports."""
+    cfg = dataclasses.replace(SHORT, steps=120, window=40, controls=10)
+    calls = []
+    res = opp.train(cfg, progress=lambda done, total, *partial: calls.append((done, total, partial)))
+    assert calls[0][:2] == (0, 120) and calls[-1][:2] == (120, 120)
+    lives = {done: partial[1] for done, _, partial in calls if len(partial) > 1 and partial[1]}
+    assert sorted(lives)[0] == opp.run.PREVIEW_EVERY
+    for done, live in lives.items():
+        assert isinstance(calls[done][2][0], str) and "training: step" in calls[done][2][0]
+        t = (done // opp.run.PREVIEW_EVERY) * opp.run.PREVIEW_EVERY
+        if done == cfg.steps:
+            t = done
+        # the overall loss at steps 0..t-1 and every sharpness measured up to step t
+        np.testing.assert_allclose(live["loss"], res.loss[:t], rtol=1e-6)
+        keep = res.sharpness_steps <= t
+        np.testing.assert_array_equal(live["sharpness_steps"], res.sharpness_steps[keep])
+        np.testing.assert_allclose(live["sharpness"], res.sharpness[keep])
+        assert live["lr"] == res.lr and live["steps"] == cfg.steps
+    fig = opp.fig_progress(lives[cfg.steps])
+    assert [t.name for t in fig.data] == ["all examples", "sharpness", "2 / lr"]
+    assert fig.layout.yaxis.type == "log" and fig.layout.xaxis2.title.text
+    assert len(fig.data[0].y) == cfg.steps and fig.data[2].y[0] == pytest.approx(2 / res.lr)
+
+
 def test_remove_and_retrain():
     res = opp.train(dataclasses.replace(SHORT, steps=60, window=30, controls=20, retrain=True))
     assert res.retrain_loss.shape == res.kept_loss.shape == (61,)
@@ -429,14 +455,15 @@ def _rerun_until(at, ok, seconds=180.0):
 
 
 def test_page_renders_charts_and_gallery_and_shows_errors():
-    at = _rerun_until(_page(op_steps=300, op_window=100), lambda at: len(at.get("plotly_chart")) > 0)
+    # the finished run (its metrics), not the live preview drawn while it trains
+    at = _rerun_until(_page(op_steps=300, op_window=100), lambda at: len(at.metric) > 0)
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
     figs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
     assert len(figs) >= 6
     titles = [f["layout"]["title"]["text"] for f in figs]
     assert all(titles)
-    overview = [f for f, t in zip(figs, titles) if t.startswith("Opposing signals: loss, sharpness")]
+    overview = [f for f, t in zip(figs, titles) if t.startswith("Loss, sharpness and groups")]
     assert overview and "2 / lr" in [tr.get("name") for tr in overview[0]["data"]]
     gallery = [f for f, t in zip(figs, titles) if t.startswith("Top-moving examples from step 299 to 300")]
     assert gallery and sum(tr["type"] == "heatmap" for tr in gallery[0]["data"]) == 16

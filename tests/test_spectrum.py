@@ -155,3 +155,70 @@ def test_cli_out_file_loads_back_into_the_computed_report(tiny, tmp_path, capsys
     assert rep.smallest.eigenvalues[0] == printed["smallest_eigenvalue"]
     assert rep.meta["hvps"] == printed["hvps"] and rep.meta["n_params"] == printed["n_params"]
     assert rep.eig.eigenvectors.shape == (len(rep.eig.eigenvalues), printed["n_params"])
+
+
+def test_top_first_then_the_rest_is_the_whole_report(tiny):
+    """What the page computes in two jobs (the top eigenpairs and the split, then the rest)
+    equals the one-call report, number for number."""
+    tr, d = tiny
+    whole = spectrum.compute_report(tr.model, d, "cross_entropy", probes=12, layers=True,
+                                    samples=80, seed=3)
+    seen = []
+    top = spectrum.compute_top(tr.model, d, "cross_entropy", samples=80, seed=3,
+                               progress=lambda done, total, what: seen.append(what))
+    assert top.trace is None and top.density is None and top.flatness is None
+    assert top.split is not None and seen and all("Lanczos" in w for w in seen)
+    np.testing.assert_array_equal(top.eig.eigenvalues, whole.eig.eigenvalues)
+    rest = spectrum.complete_report(top, tr.model, d, "cross_entropy", probes=12, layers=True,
+                                    samples=80, seed=3)
+    for part in ("eig", "trace", "split", "density", "layers"):
+        a, b = getattr(whole, part), getattr(rest, part)
+        assert b is not None, part
+        for k in type(a).ARRAYS:
+            np.testing.assert_array_equal(np.asarray(getattr(b, k)), np.asarray(getattr(a, k)))
+        for k, v in vars(a).items():  # every number but the wall-clock time
+            if k not in (*type(a).ARRAYS, "meta", "seconds") and v == v:
+                assert getattr(b, k) == v, (part, k)
+    assert rest.meta["hvps"] == whole.meta["hvps"] > top.meta["hvps"]
+    assert rest.flatness.top_eigenvalue == whole.flatness.top_eigenvalue
+    # the rest on other examples than the top's is refused, not silently mixed
+    with pytest.raises(LandscapeError, match="same samples"):
+        spectrum.complete_report(top, tr.model, d, "cross_entropy", samples=60, seed=3)
+
+
+def _page_default(page: str) -> str:
+    """The value of ``DEFAULT = "..."`` in a page's source."""
+    import ast
+    from pathlib import Path
+
+    tree = ast.parse((Path(__file__).resolve().parents[1] / "pages" / page).read_text())
+    return next(node.value.value for node in tree.body if isinstance(node, ast.Assign)
+                and any(getattr(t, "id", None) == "DEFAULT" for t in node.targets))
+
+
+def test_hessian_page_default_shows_c_minus_1_outliers_with_a_clear_gap():
+    """The Hessian page's default preset, at the page's defaults (1,000 examples, seed 0):
+    C - 1 = 9 outliers (Papyan) whose eigenvectors lie in the span of the class-mean
+    gradients, a clear gap to the bulk, and a message that says so in plain words."""
+    from landscape import presets
+
+    name = _page_default("hessian.py")
+    run = presets.train_preset(name)
+    assert run.data.n_classes == 10
+    rep = spectrum.compute_top(run.model, run.data, presets.get(name).train.loss, samples=1000,
+                               seed=0)
+    s, vals = rep.split, rep.eig.eigenvalues
+    C = run.data.n_classes
+    assert C - 1 <= s.n_outliers <= C, s.message
+    n = s.n_outliers
+    assert s.verdict == "clean", s.message
+    assert vals[n - 1] / vals[n] >= 2.0, vals[:n + 2]  # a gap a reader sees at once
+    assert s.meta["edge_ratio"] == pytest.approx(vals[n - 1] / vals[n])
+    assert s.rho[:n].min() >= 0.8 and s.rho[n:].max() < 0.1, s.rho
+    # the message: the count, the ratio to the top of the bulk, the overlaps; no jargon
+    assert s.message.startswith(f"{n} outliers above the bulk"), s.message
+    assert f"{vals[n - 1] / vals[n]:.2f} times" in s.message
+    lo, hi = 100 * s.rho[:n].min(), 100 * s.rho[:n].max()
+    assert f"lie {lo:.0f}-{hi:.0f}% in the span of the 10 class-mean gradients" in s.message
+    for jargon in ("overlap run", "leading run", "rho", "verdict"):
+        assert jargon not in s.message

@@ -24,4 +24,18 @@ def data_line(spec) -> str:
         return "Data: " + DIGITS.format(n=n_text + (" of the 1,797" if n and n < 1797 else ""), std=std) + "."
     if name in TOYS:
         return "Data: " + TOYS[name].format(n=n_text) + "."
+    if name == "sines":
+        return sines_line(n, spec.get("frequencies", ()), spec.get("amplitudes", "equal"))
     return f"Data: {name}."
+
+
+def sines_line(n, frequencies, amplitudes="equal") -> str:
+    """The spectral-bias target: ``n`` grid points and the sum of sines fitted there."""
+    ks = [int(k) for k in frequencies]
+    k_text = ", ".join(str(k) for k in ks) if len(ks) <= 4 else \
+        f"{ks[0]}, {ks[1]}, ..., {ks[-1]}"
+    amp = {"equal": "all 1", "rising": "rising with k, i/m for the i-th of m"}.get(
+        amplitudes, "as given") if isinstance(amplitudes, str) else "as given"
+    return (f"Data: generated, {n:,} points x on a uniform grid over [-1, 1); target "
+            f"y = Σ A_k sin(2πkx + φ_k) for k = {k_text} cycles per unit x, amplitudes A_k "
+            f"{amp}, phases φ_k uniform from the seed; x and y unscaled.")

@@ -7,7 +7,8 @@ per settings for the session.
         st.stop()   # still running (the progress panel is drawn), failed, or cancelled
 
 ``compute(*args, progress=..., cancel=...)`` runs in a :class:`landscape.core.jobs.BackgroundJob`;
-a ``st.fragment`` polls it while it runs and reruns the page when it ends. Changing the
+a ``st.fragment`` polls it while it runs (every 0.3 s, less often when many tabs watch:
+:func:`landscape.core.queue.poll_seconds`) and reruns the page when it ends. Changing the
 settings (a new ``key``) cancels the old job, and so does closing the tab. ``preview(status)``,
 if given, draws the partial result inside the panel (e.g. a coarse-to-fine surface);
 ``what(status)`` is the progress text; ``pausable=True`` adds Pause/Resume (the job holds at
@@ -26,15 +27,47 @@ detach it, and a computation stops when no tab is attached any more.
 
 from __future__ import annotations
 
+import gc
 import json
+import threading
 
 import streamlit as st
 
 from landscape.core.jobs import BackgroundJob, JobStatus
-from landscape.core.queue import Ticket, shared
+from landscape.core.queue import Ticket, poll_seconds, shared
 from ui import settings, state
 
 KEEP = 4  # results a tab keeps per name (the shared cache keeps more, under its memory bound)
+_FROZEN = threading.Event()
+
+
+def freeze_heap() -> None:
+    """Once per process, before the first job: move every object alive now (torch, SciPy,
+    Plotly, Streamlit: about 250,000 of them) out of the cyclic garbage collector's reach.
+    Streamlit runs a full collection after every script run, and the job panel reruns every
+    0.3 s; walking those objects took about 0.1 s each time with the interpreter lock held,
+    which slowed a running job two to three times. Objects created later are collected as
+    before."""
+    if not _FROZEN.is_set():
+        _FROZEN.set()
+        gc.collect()
+        gc.freeze()
+
+
+def blas_limited(fn, threads: int):
+    """``fn`` run with NumPy's and SciPy's BLAS on ``threads`` threads. Torch's thread count is
+    set in the job's thread, but OpenBLAS keeps one pool for the whole process (one thread per
+    core by default): two BLAS threads spinning beside a busy server on two cores made the
+    Lanczos reorthogonalisation 5-10x slower. Every job sets its own count as it starts, so a
+    server whose tabs compute on one thread (the default) keeps BLAS on one."""
+
+    def run(*args, **kwargs):
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=max(1, int(threads)), user_api="blas")
+        return fn(*args, **kwargs)
+
+    return run
 
 
 def progress_text(s: JobStatus, what=None) -> str:
@@ -120,7 +153,8 @@ def keyed_result(name: str, key: str, fn, *args, preview=None, what=None, pausab
             st.rerun()
         return None
     if job is None:
-        ticket = shared().submit(fp, fn, *args, label=name, threads=threads, **kwargs)
+        freeze_heap()
+        ticket = shared().submit(fp, blas_limited(fn, threads), *args, label=name, threads=threads, **kwargs)
         if ticket.cached:  # computed before, by this tab or another
             _remember(results, fp, ticket.poll().result)
             return results[fp]
@@ -132,7 +166,10 @@ def keyed_result(name: str, key: str, fn, *args, preview=None, what=None, pausab
 def _panel(name: str, preview, what, pausable: bool):
     slot = f"{name}_job"
 
-    @st.fragment(run_every=0.3)
+    from landscape.core.device import cpu_count
+
+    # 0.3 s while few tabs watch; slower as a lecture hall's tabs pile up (see poll_seconds)
+    @st.fragment(run_every=poll_seconds(shared().watchers(), cpu_count()))
     def panel():
         j = st.session_state.get(slot)
         if j is None:

@@ -25,32 +25,48 @@ def density(rep: SpectrumReport, title: str | None = None) -> go.Figure:
     if rep.split is not None and rep.split.n_outliers:
         n_out = rep.split.n_outliers
         for i, lam in enumerate(rep.eig.eigenvalues[:n_out]):
-            fig.add_vline(x=float(lam), line={"color": "crimson", "dash": "dash"},
-                          annotation_text=f"λ{i + 1}" if i < 6 else None)
+            label = {"annotation_text": f"λ{i + 1}"} if i < 3 else {}  # the top three named
+            fig.add_vline(x=float(lam), line={"color": "crimson", "dash": "dash"}, **label)
     count = f"{n_out} outlier{'s' if n_out != 1 else ''}" if rep.split is not None else \
         "outliers not computed"
     fig.update_layout(title=title or f"Eigenvalue density: bulk and {count} "
                                      f"(σ = {d.sigma:.2g})",
                       xaxis_title=EIG_UNIT, yaxis_title="density (per unit eigenvalue)",
                       yaxis_type="log")
+    peak = float(np.max(d.density)) if np.size(d.density) else 0.0
+    if peak > 0:  # six decades under the peak: the smoothing's far tails are not information
+        fig.update_yaxes(range=[np.log10(peak) - 6, np.log10(peak) + 0.3])
     return fig
+
+
+def _outlier_count(rep: SpectrumReport) -> str:
+    if rep.split is None:
+        return ""
+    n = rep.split.n_outliers
+    return "no outliers" if n == 0 else f"{n} outlier{'s' if n != 1 else ''} (red)"
 
 
 @styled
 def top_eigenvalues(rep: SpectrumReport, title: str | None = None) -> go.Figure:
-    """Top eigenvalues as bars (outliers in red), residuals ||Hu - λu|| in the hover."""
+    """Top eigenvalues as bars (outliers in red; the gap to the bulk's edge marked), residuals
+    ||Hu - λu|| in the hover."""
     vals = rep.eig.eigenvalues
     n_out = rep.split.n_outliers if rep.split is not None else 0
     colors = ["crimson" if i < n_out else "steelblue" for i in range(len(vals))]
     res = rep.eig.residuals
     text = [f"residual {r:.1e}" if np.isfinite(r) else "residual not reported" for r in res]
     fig = go.Figure(go.Bar(x=[f"λ{i + 1}" for i in range(len(vals))], y=vals,
-                           marker_color=colors, text=text, textposition="outside",
-                           hovertemplate="%{x} = %{y:.5g}<br>%{text}<extra></extra>"))
-    worst = np.nanmax(res) if np.isfinite(res).any() else float("nan")
-    fig.update_layout(title=title or f"Top eigenvalues ({rep.meta.get('backend')}; max "
-                                     f"residual {worst:.1e})",
-                      xaxis_title="eigenvalue index", yaxis_title=EIG_UNIT)
+                           marker_color=colors, customdata=text,
+                           hovertemplate="%{x} = %{y:.5g}<br>%{customdata}<extra></extra>"))
+    if 0 < n_out < len(vals):
+        ratio = vals[n_out - 1] / vals[n_out] if vals[n_out] > 0 else float("nan")
+        fig.add_hline(y=float(vals[n_out]), line={"color": "gray", "dash": "dot"},
+                      annotation_text=f"top of the bulk; λ{n_out} is {ratio:.2g}x higher",
+                      annotation_position="top right")
+    what = "" if rep.split is None else f": {_outlier_count(rep)}"
+    fig.update_layout(title=title or f"Top {len(vals)} eigenvalues{what}",
+                      xaxis_title="eigenvalue index", yaxis_title=EIG_UNIT, showlegend=False,
+                      xaxis={"dtick": 2, "tickangle": 0})  # every other index, upright
     return fig
 
 
@@ -61,12 +77,12 @@ def overlaps(rep: SpectrumReport, title: str | None = None) -> go.Figure:
     fig = go.Figure(go.Bar(x=[f"u{i + 1}" for i in range(len(rho))], y=rho,
                            marker_color=["crimson" if i < rep.split.n_outliers else "steelblue"
                                          for i in range(len(rho))]))
-    fig.add_hline(y=0.5, line={"dash": "dash"}, annotation_text="outlier run: ρ ≥ 0.5")
-    fig.add_hline(y=0.1, line={"dash": "dot"}, annotation_text="clean bulk: ρ < 0.1")
-    fig.update_layout(title=title or f"Overlap with the class-mean gradients: "
-                                     f"{rep.split.verdict}",
+    fig.add_hline(y=0.5, line={"dash": "dash"}, annotation_text="outliers: ρ ≥ 0.5")
+    fig.add_hline(y=0.1, line={"dash": "dot"}, annotation_text="bulk: ρ < 0.1")
+    fig.update_layout(title=title or "Overlap ρ with the class-mean gradients",
                       xaxis_title="eigenvector", yaxis_title="ρ (fraction of the eigenvector)",
-                      yaxis_range=[0, 1.05])
+                      yaxis_range=[0, 1.05], showlegend=False,
+                      xaxis={"dtick": 2, "tickangle": 0})
     return fig
 
 

@@ -20,7 +20,8 @@ from landscape.hessian.lanczos import top_eigenpairs
 from landscape.hessian.operator import HessianOperator
 from landscape.hessian.results import EigenResult, OutlierResult, result_meta
 
-__all__ = ["OUTLIER_RHO", "BULK_RHO", "MIN_GAP_RATIO", "outlier_split", "bulk_and_outliers"]
+__all__ = ["OUTLIER_RHO", "BULK_RHO", "MIN_GAP_RATIO", "outlier_split", "describe_split",
+           "bulk_and_outliers"]
 
 #: An eigenvector belongs to the leading outlier run when its overlap is at least this.
 OUTLIER_RHO = 0.5
@@ -50,6 +51,10 @@ def outlier_split(eigvals, eigvecs, class_mean_grads, run_rho: float = OUTLIER_R
     - ``"gap only"``: no clean run, but ``max_gap_ratio >= 1.2``; ``n_outliers`` =
       ``max_gap_after`` (the largest-gap rule, which can cut inside a spread outlier group).
     - ``"no separation"``: neither; ``n_outliers = 0``.
+
+    ``meta["bulk_edge"]`` is the largest bulk eigenvalue ``lambda_{n+1}`` and
+    ``meta["edge_ratio"]`` ``lambda_n / lambda_{n+1}`` (None without outliers); ``message`` says
+    the count, that ratio and the overlaps in plain words (:func:`describe_split`).
     """
     vals = np.asarray(eigvals, dtype=np.float64).reshape(-1)
     U = np.atleast_2d(np.asarray(eigvecs, dtype=np.float64))
@@ -86,23 +91,62 @@ def outlier_split(eigvals, eigvecs, class_mean_grads, run_rho: float = OUTLIER_R
 
     if clean:
         verdict, n_out = "clean", run
-        msg = (f"clean: {run} outlier(s) with rho >= {min(rho[:run]):.3f}, the rest <= "
-               f"{(max(rho[run:]) if run < k else 0.0):.3f}; eigen-gap ratio at the split "
-               f"{gap_at_split:.2f}" + ("" if max_after == run else
-                                         f" (the largest gap, {max_gap:.2f}, is after "
-                                         f"{max_after})"))
     elif max_gap >= min_gap:
         verdict, n_out = "gap only", max_after
-        msg = (f"no clean overlap run (leading run {run}); the largest eigen-gap ratio "
-               f"{max_gap:.2f} after eigenvalue {max_after} suggests {max_after} outlier(s)")
     else:
         verdict, n_out = "no separation", 0
-        msg = (f"no separation: no clean overlap run (leading run {run}) and no eigen-gap "
-               f"ratio >= {min_gap} (largest {max_gap:.2f})")
+    msg = describe_split(verdict, n_out, vals, rho, run, C, max_gap, max_after, min_gap)
+    edge = float(vals[n_out]) if 0 < n_out < k and vals[n_out] > 0 else None
     meta = {"n_classes": C, "span_rank": rank, "run_rho": run_rho, "bulk_rho": bulk_rho,
-            "min_gap": min_gap}
+            "min_gap": min_gap, "bulk_edge": edge,
+            "edge_ratio": None if edge is None else float(vals[n_out - 1] / edge)}
     return OutlierResult(n_out, rho, vals, gaps, run, clean, verdict, msg, gap_at_split,
                          max_gap, max_after, meta)
+
+
+def _percent(x: float) -> str:
+    return f"{100 * x:.0f}%"
+
+
+def _span(values) -> str:
+    lo, hi = float(np.min(values)), float(np.max(values))
+    return _percent(lo) if round(100 * lo) == round(100 * hi) else f"{100 * lo:.0f}-{_percent(hi)}"
+
+
+def describe_split(verdict: str, n_out: int, vals, rho, run: int, C: int, max_gap: float,
+                   max_after: int, min_gap: float = MIN_GAP_RATIO) -> str:
+    """The split in plain words: how many outliers, how far above the bulk (the ratio of the
+    last outlier to the largest bulk eigenvalue, the bulk's edge), and how much of their
+    eigenvectors lies in the span of the class-mean gradients."""
+    k = len(vals)
+    span = f"the span of the {C} class-mean gradients"
+    if verdict == "no separation":
+        text = (f"No outliers: no eigenvalue among the top {min(C, k - 1)} stands out (the "
+                f"largest ratio to the next one is {max_gap:.2f}, after λ{max_after}; "
+                f"{min_gap:g} would be a visible gap). ")
+        return text + (f"The top eigenvector lies {_percent(rho[0])} in {span}." if run == 0 else
+                       f"The top {run} eigenvectors lie {_span(rho[:run])} in {span}.")
+    plural = "s" if n_out != 1 else ""
+    edge = f"λ{n_out} = {vals[n_out - 1]:.3g} is {vals[n_out - 1] / vals[n_out]:.2f} times " \
+           f"λ{n_out + 1} = {vals[n_out]:.3g}, the top of the bulk" if n_out < k else \
+           f"λ{n_out} = {vals[n_out - 1]:.3g}"
+    if verdict == "clean":
+        text = (f"{n_out} outlier{plural} above the bulk: {edge}. Their eigenvectors lie "
+                f"{_span(rho[:n_out])} in {span}; the bulk's at most "
+                f"{_percent(max(rho[n_out:]) if n_out < k else 0.0)}.")
+        if max_after != n_out:
+            text += f" (The largest ratio between neighbours, {max_gap:.2f}, is after λ{max_after}.)"
+        return text
+    text = f"{n_out} outlier{plural} by the largest gap among the top {min(C, k - 1)}: {edge}. "
+    if run == 0:
+        return text + (f"But their eigenvectors do not line up with {span} (the top one "
+                       f"lies {_percent(rho[0])} in it), so this gap may not be Papyan's outliers.")
+    leak = next((i for i in range(run, k) if rho[i] >= BULK_RHO), None)
+    text += f"The top {run} eigenvectors lie {_span(rho[:run])} in {span}"
+    if leak is None:
+        return text + "."
+    return text + (f", but eigenvector {leak + 1}, below them, still lies {_percent(rho[leak])} "
+                   "in it, so the split is not clean.")
 
 
 def bulk_and_outliers(op: HessianOperator, n_classes: int | None = None,

@@ -21,6 +21,9 @@ With ``backend="pyhessian"`` steps 1 and 2 use PyHessian 0.1's power iteration a
 early-stopping Hutchinson instead (the reference the field uses; no residuals, no outlier
 split, no density: its ``density()`` calls the removed ``torch.eig``).
 
+``compute_top`` is step 1 alone and ``complete_report`` adds steps 2-7 to it: a page shows the
+top eigenvalues first and streams the rest in (``compute_report`` is the two in a row).
+
 ``spectrum_over_training`` repeats the top eigenvalues and density at a few trajectory
 snapshots (initialisation, middle, end) by moving the same operator to each point.
 """
@@ -137,17 +140,7 @@ def _progress(progress, stage: int, stages: int, name: str):
     return report
 
 
-def compute_report(model, data: Dataset, loss: str, *, top_k: int = 5, outliers: bool = True,
-                   trace: str = "hutchpp", probes: int = 60, density: bool = True,
-                   layers: bool = False, smallest: bool = False, backend: str = "landscape",
-                   dtype: str = "float64",
-                   samples: int | None = None, seed: int = 0, progress=None,
-                   cancel=None, operator: str = "hessian", flat: bool = True,
-                   decomposition: bool = False) -> SpectrumReport:
-    """The curvature report of ``model`` on ``data`` (a fixed subset of ``samples`` examples
-    when given) for the ``operator`` named (one of :data:`OPERATORS`); ``flat`` adds the
-    flatness readouts, ``decomposition`` the ``H = G + R`` split.
-    ``progress(done, total, stage_name)`` and ``cancel`` as in :mod:`landscape.core.jobs`."""
+def _check(backend: str, dtype: str, top_k: int, probes: int, operator: str) -> None:
     if backend not in BACKENDS:
         raise LandscapeError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
     if dtype not in DTYPES:
@@ -159,39 +152,112 @@ def compute_report(model, data: Dataset, loss: str, *, top_k: int = 5, outliers:
     if backend == "pyhessian" and operator != "hessian":
         raise LandscapeError("the pyhessian backend has the Hessian only; use backend "
                              "'landscape' for the Gauss-Newton or empirical-Fisher operator")
+
+
+def _stages(trace: str, density: bool, layers: bool, decomposition: bool) -> int:
+    """The progress stages of the rest of a report (after the top eigenpairs)."""
+    return (trace != "none") + bool(density) + bool(layers) + bool(decomposition)
+
+
+def compute_report(model, data: Dataset, loss: str, *, top_k: int = 5, outliers: bool = True,
+                   trace: str = "hutchpp", probes: int = 60, density: bool = True,
+                   layers: bool = False, smallest: bool = False, backend: str = "landscape",
+                   dtype: str = "float64",
+                   samples: int | None = None, seed: int = 0, progress=None,
+                   cancel=None, operator: str = "hessian", flat: bool = True,
+                   decomposition: bool = False) -> SpectrumReport:
+    """The curvature report of ``model`` on ``data`` (a fixed subset of ``samples`` examples
+    when given) for the ``operator`` named (one of :data:`OPERATORS`); ``flat`` adds the
+    flatness readouts, ``decomposition`` the ``H = G + R`` split.
+    ``progress(done, total, stage_name)`` and ``cancel`` as in :mod:`landscape.core.jobs`.
+
+    The same as :func:`compute_top` followed by :func:`complete_report` (what a page does in
+    two jobs, so that the top eigenvalues are shown before the trace and density are done)."""
+    _check(backend, dtype, top_k, probes, operator)
+    if backend == "pyhessian":
+        return _pyhessian_report(model, data, loss, top_k=top_k, dtype=dtype, samples=samples,
+                                 seed=seed, progress=progress, cancel=cancel)
+    stages = 1 + _stages(trace, density, layers, decomposition)
+
+    def first(done, total, name):  # compute_top's (0..1000 of 1000)
+        progress(done, 1000 * stages, name)
+
+    def rest(done, total, name):  # complete_report's (0..1000 (stages - 1))
+        progress(1000 + done, 1000 * stages, name)
+
+    top = compute_top(model, data, loss, top_k=top_k, outliers=outliers, dtype=dtype,
+                      samples=samples, seed=seed, progress=first if progress else None,
+                      cancel=cancel, operator=operator)
+    return complete_report(top, model, data, loss, trace=trace, probes=probes,
+                           density=density, layers=layers, smallest=smallest,
+                           samples=samples, seed=seed,
+                           progress=rest if progress and stages > 1 else None, cancel=cancel,
+                           flat=flat, decomposition=decomposition)
+
+
+def _pyhessian_report(model, data, loss, *, top_k, dtype, samples, seed, progress, cancel):
     t0 = time.perf_counter()
     sub = data.subset(samples, seed)
-    meta = {"backend": backend, "n_examples": sub.n, "dtype": dtype, "loss": loss,
-            "operator": operator}
-    if backend == "pyhessian":
-        stages = 2
-        if progress:
-            progress(0, stages, "PyHessian: top eigenvalues (power iteration)")
-        eig = hs.pyhessian_top_eigenvalues(model, sub.X, sub.y, loss, k=top_k,
-                                           dtype=DTYPES[dtype], seed=seed)
-        if cancel is not None and cancel.is_set():
-            from landscape.core.errors import Cancelled
+    meta = {"backend": "pyhessian", "n_examples": sub.n, "dtype": dtype, "loss": loss,
+            "operator": "hessian"}
+    stages = 2
+    if progress:
+        progress(0, stages, "PyHessian: top eigenvalues (power iteration)")
+    eig = hs.pyhessian_top_eigenvalues(model, sub.X, sub.y, loss, k=top_k,
+                                       dtype=DTYPES[dtype], seed=seed)
+    if cancel is not None and cancel.is_set():
+        from landscape.core.errors import Cancelled
 
-            raise Cancelled("cancelled")
-        if progress:
-            progress(1, stages, "PyHessian: trace (early-stopping Hutchinson)")
-        tr = hs.pyhessian_trace(model, sub.X, sub.y, loss, dtype=DTYPES[dtype], seed=seed)
-        meta.update(hvps=eig.hvps + tr.hvps, n_params=eig.eigenvectors.shape[1],
-                    seconds=time.perf_counter() - t0)
-        return SpectrumReport(eig, tr, meta=meta)
+        raise Cancelled("cancelled")
+    if progress:
+        progress(1, stages, "PyHessian: trace (early-stopping Hutchinson)")
+    tr = hs.pyhessian_trace(model, sub.X, sub.y, loss, dtype=DTYPES[dtype], seed=seed)
+    meta.update(hvps=eig.hvps + tr.hvps, n_params=eig.eigenvectors.shape[1],
+                seconds=time.perf_counter() - t0)
+    return SpectrumReport(eig, tr, meta=meta)
 
+
+def compute_top(model, data: Dataset, loss: str, *, top_k: int = 5, outliers: bool = True,
+                dtype: str = "float64", samples: int | None = None, seed: int = 0,
+                progress=None, cancel=None, operator: str = "hessian") -> SpectrumReport:
+    """The first part of a report, the one a reader looks at first: the top ``2C + 5``
+    eigenpairs by Lanczos and the bulk/outlier split (classification), or the top ``top_k``
+    (regression, or ``outliers=False``). Trace, density and the rest are None; add them with
+    :func:`complete_report`."""
+    _check("landscape", dtype, top_k, 1, operator)
+    t0 = time.perf_counter()
+    sub = data.subset(samples, seed)
     op = curvature_operator(operator, model, sub.X, sub.y, loss, dtype=DTYPES[dtype])
-    stages = 1 + (trace != "none") + bool(density) + bool(layers) + bool(decomposition)
-    stage = 0
-    split = None
+    report = _progress(progress, 0, 1, "top eigenpairs (Lanczos)")
     if outliers and sub.is_classification:
-        split, eig = hs.bulk_and_outliers(op, progress=_progress(progress, stage, stages,
-                                                                 "top eigenpairs (Lanczos)"),
-                                          cancel=cancel)
+        split, eig = hs.bulk_and_outliers(op, progress=report, cancel=cancel)
     else:
-        eig = hs.top_eigenpairs(op, k=top_k, progress=_progress(
-            progress, stage, stages, "top eigenpairs (Lanczos)"), cancel=cancel)
-    stage += 1
+        split, eig = None, hs.top_eigenpairs(op, k=top_k, progress=report, cancel=cancel)
+    meta = {"backend": "landscape", "n_examples": sub.n, "dtype": dtype, "loss": loss,
+            "operator": operator, "hvps": op.hvps, "n_params": op.n_params,
+            "loss_value": op.loss_value, "seconds": time.perf_counter() - t0}
+    return SpectrumReport(eig, None, split, meta=meta)
+
+
+def complete_report(top: SpectrumReport, model, data: Dataset, loss: str, *,
+                    trace: str = "hutchpp", probes: int = 60, density: bool = True,
+                    layers: bool = False, smallest: bool = False, samples: int | None = None,
+                    seed: int = 0, progress=None, cancel=None, flat: bool = True,
+                    decomposition: bool = False) -> SpectrumReport:
+    """``top`` (from :func:`compute_top` with the same ``samples`` and ``seed``) with the rest
+    of the report: the trace, the density by SLQ, per-layer spectra, the most negative
+    eigenvalue, the flatness readouts and the ``H = G + R`` decomposition, as asked."""
+    if probes < 1:
+        raise LandscapeError("top-k and probes must be at least 1")
+    t0 = time.perf_counter()
+    operator, dtype = top.meta.get("operator", "hessian"), top.meta.get("dtype", "float64")
+    sub = data.subset(samples, seed)
+    if sub.n != top.meta.get("n_examples", sub.n):
+        raise LandscapeError(f"the top eigenpairs were computed on {top.meta['n_examples']} "
+                             f"examples, not {sub.n}: pass the same samples and seed")
+    op = curvature_operator(operator, model, sub.X, sub.y, loss, dtype=DTYPES[dtype])
+    stages = max(1, _stages(trace, density, layers, decomposition))
+    stage = 0
     tr = None
     if trace != "none":
         fn = hs.hutchpp_trace if trace == "hutchpp" else hs.hutchinson_trace
@@ -209,20 +275,22 @@ def compute_report(model, data: Dataset, loss: str, *, top_k: int = 5, outliers:
             progress, stage, stages, "per-layer spectra"), cancel=cancel)
         stage += 1
     low = hs.smallest_eigenvalue(op, seed=seed, cancel=cancel) if smallest else None
+    eig = top.eig
     fl = None
     if flat:
         fl = flatness_readouts(op, eig.eigenvalues[0], eig.eigenvectors[0],
-                              tr.trace if tr is not None else None, operator=operator,
-                              seed=seed, cancel=cancel)
+                               tr.trace if tr is not None else None, operator=operator,
+                               seed=seed, cancel=cancel)
     dec = None
     if decomposition:
         dec = decompose_hessian(model, sub.X, sub.y, loss, dtype=DTYPES[dtype], seed=seed,
                                 progress=_progress(progress, stage, stages,
                                                    "H = G + R and Papyan's split"),
                                 cancel=cancel)
-    meta.update(hvps=op.hvps, n_params=op.n_params, loss_value=op.loss_value,
-                seconds=time.perf_counter() - t0)
-    return SpectrumReport(eig, tr, split, den, lay, low, meta, flatness=fl, decompose=dec)
+    meta = dict(top.meta)
+    meta.update(hvps=top.meta.get("hvps", 0) + op.hvps,
+                seconds=top.meta.get("seconds", 0.0) + time.perf_counter() - t0)
+    return SpectrumReport(eig, tr, top.split, den, lay, low, meta, flatness=fl, decompose=dec)
 
 
 @dataclass

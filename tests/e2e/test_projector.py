@@ -8,8 +8,9 @@ import pytest
 from playwright.sync_api import expect
 
 W, H = 1280, 720
-# Pages that draw a figure as soon as they open (Hessian computes for much longer on 2 cores).
-PAGES = ["live", "surface", "eos", "opposing", "spectral-bias"]
+# Pages that draw a figure as soon as they open (the Hessian page draws its top eigenvalues
+# first and streams the trace and density in after; its metrics row comes with them).
+PAGES = ["live", "surface", "eos", "opposing", "spectral-bias", "hessian"]
 SQUARE = {"live", "surface"}  # main figure: a loss surface over a square domain
 
 BOXES = """() => Array.from(document.querySelectorAll("[data-testid='stPlotlyChart']")).map(el => {

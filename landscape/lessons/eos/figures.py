@@ -60,7 +60,8 @@ def fig_loss_sharpness(res: EosResult, title: str | None = None) -> go.Figure:
     label = res.meta.get("hessian_label", "Hessian")
     warn = "" if res.meta.get("twice_differentiable", True) else " (a.e. Hessian: not twice differentiable)"
     cfg = res.meta["config"]
-    fig.update_yaxes(type="log", title_text="loss, 0.5 ||f - y||^2 mean (output units^2)"
+    fig.update_yaxes(type="log", dtick=1, exponentformat="power",
+                     title_text="loss, 0.5 ||f - y||^2 mean (output units^2)"
                      if cfg["loss"] == "mse" else "loss, cross-entropy mean (nats)", row=1, col=1)
     fig.update_yaxes(title_text=f"eigenvalue ({CURV_UNITS})", row=2, col=1)
     fig.update_xaxes(title_text=STEP_LABEL, row=2, col=1)

@@ -71,6 +71,7 @@ from landscape.lessons.opposing.figures import (  # noqa: F401
     fig_gallery,
     fig_members,
     fig_overview,
+    fig_progress,
     fig_retrain,
     fig_vote,
     fig_zoom,
@@ -91,6 +92,7 @@ from landscape.lessons.opposing.result import (  # noqa: F401
 from landscape.lessons.opposing.run import (  # noqa: F401
     OpposingEvent,
     OpposingRun,
+    preview,
     train,
 )
 from landscape.lessons.opposing.stats import (  # noqa: F401

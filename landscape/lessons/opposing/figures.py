@@ -55,7 +55,7 @@ def fig_overview(res: OpposingResult, step: int | None = None, title: str | None
     fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.06,
                         row_heights=[0.36, 0.26, 0.38],
                         subplot_titles=("Overall training loss (spikes marked)",
-                                        "Sharpness (top Hessian eigenvalue) and 2/lr",
+                                        "Sharpness (top eigenvalue) and 2/lr",
                                         "Mean loss of the two opposing groups"))
     fig.add_trace(go.Scatter(x=steps, y=np.maximum(res.loss, 1e-12), mode="lines", name="all examples",
                              line={"color": COLORS["all"]}), row=1, col=1)
@@ -86,14 +86,16 @@ def fig_overview(res: OpposingResult, step: int | None = None, title: str | None
         if W:
             fig.add_vrect(x0=res.steps_done - W, x1=res.steps_done, fillcolor="rgba(0,0,0,0.04)",
                           line_width=0, row=r, col=1)
-    fig.update_yaxes(type="log", title_text=LOSS_LABEL, row=1, col=1)
-    fig.update_yaxes(title_text="eigenvalue (loss / param^2)", row=2, col=1)
-    fig.update_yaxes(type="log", title_text="group mean loss", row=3, col=1)
+    # short axis titles (each panel is a third of the height); the loss is defined in the
+    # legend's first entry and on the page
+    fig.update_yaxes(type="log", title_text="loss", row=1, col=1)
+    fig.update_yaxes(title_text="eigenvalue", row=2, col=1)
+    fig.update_yaxes(type="log", title_text="group loss", row=3, col=1)
     fig.update_xaxes(title_text=STEP_LABEL, row=3, col=1)
-    fig.update_layout(title=title or f"Opposing signals: loss, sharpness and groups (cursor at step {t}; "
-                      f"shaded: the last {W} steps used for statistics)",
-                      yaxis_title=LOSS_LABEL, height=515,
-                      legend={"orientation": "h", "y": -0.08})
+    fig.update_layout(title=title or f"Loss, sharpness and groups: cursor at step {t}; "
+                      f"shaded, the last {W} steps (the statistics)", height=515,
+                      legend={"x": 1.02, "y": 1, "xanchor": "left", "yanchor": "top"})
+    fig.data[0].name = "all examples, 0.5 ||f(x) - onehot(y)||^2"
     return fig
 
 
@@ -275,4 +277,35 @@ def fig_retrain(res: OpposingResult, title: str | None = None) -> go.Figure:
     fig.update_layout(title=title or "Remove the detected examples and retrain (same init, same lr)",
                       xaxis_title=STEP_LABEL, yaxis_title=f"mean {LOSS_LABEL} over the kept examples",
                       legend={"orientation": "h", "y": -0.25})
+    return fig
+
+
+@styled
+def fig_progress(live: dict, title: str | None = None) -> go.Figure:
+    """A run in progress (``live``: the preview dict of :func:`~.run.train`): the overall loss
+    and the sharpness against ``2/lr`` over the steps done so far, on the whole run's axis."""
+    from plotly.subplots import make_subplots
+
+    loss = np.asarray(live.get("loss", ()), np.float64)
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.1,
+                        row_heights=[0.55, 0.45],
+                        subplot_titles=("Overall training loss so far",
+                                        "Sharpness (top eigenvalue) and 2/lr"))
+    fig.add_trace(go.Scatter(x=np.arange(len(loss)), y=np.maximum(loss, 1e-12), mode="lines",
+                             name="all examples", line={"color": COLORS["all"]}), row=1, col=1)
+    fig.add_trace(go.Scatter(x=live.get("sharpness_steps", ()), y=live.get("sharpness", ()),
+                             mode="lines+markers", name="sharpness", marker={"size": 4},
+                             line={"color": COLORS["sharp"]}), row=2, col=1)
+    steps = int(live.get("steps") or max(1, len(loss)))
+    if live.get("lr"):
+        thr = 2.0 / float(live["lr"])
+        fig.add_trace(go.Scatter(x=[0, steps], y=[thr, thr], mode="lines", name="2 / lr",
+                                 line={"dash": "dash", "color": "black"}), row=2, col=1)
+    fig.update_yaxes(type="log", title_text="loss", row=1, col=1)
+    fig.update_yaxes(title_text="sharpness", row=2, col=1)
+    fig.update_xaxes(range=[0, steps], row=1, col=1)
+    fig.update_xaxes(range=[0, steps], title_text=STEP_LABEL, row=2, col=1)
+    fig.update_layout(title=title or f"Training: step {max(0, len(loss))} of {steps}; the groups "
+                                     "and statistics come at the end",
+                      height=430, legend={"orientation": "h", "y": -0.22})
     return fig

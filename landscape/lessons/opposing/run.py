@@ -305,6 +305,17 @@ class OpposingRun:
             retrain_loss=retrain_loss, kept_loss=kept_loss, meta=meta)
 
 
+PREVIEW_EVERY = 50  # updates between two live previews of a run
+
+
+def preview(run: OpposingRun, losses: list) -> dict:
+    """The run so far for a live figure (cheap: no statistics): the full-batch loss before
+    each update done, the sharpness trace, ``lr`` and the steps planned."""
+    return {"loss": np.asarray(losses, np.float64), "sharpness_steps": np.asarray(run._sh_steps),
+            "sharpness": np.asarray(run._sh, np.float64), "lr": run.lr,
+            "steps": int(run.config.steps)}
+
+
 def train(config: OpposingConfig | None = None, cancel: threading.Event | None = None,
           callback=None, threads: int | None = None, progress=None) -> OpposingResult:
     """Run to the end (and retrain without the detected set when ``config.retrain``).
@@ -312,22 +323,31 @@ def train(config: OpposingConfig | None = None, cancel: threading.Event | None =
     ``callback(event)`` may return True to stop early (the partial result is returned);
     a set ``cancel`` event raises :class:`Cancelled` with the partial result. ``threads``
     sets torch's thread count for the run and restores it after (None: leave it alone).
-    ``progress(done, total, text)`` (a :class:`~landscape.core.jobs.BackgroundJob`'s) is told
-    the updates done out of ``steps`` (twice that with ``retrain``) with a line of text.
+    ``progress(done, total, text, preview)`` (a :class:`~landscape.core.jobs.BackgroundJob`'s)
+    is told the updates done out of ``steps`` (twice that with ``retrain``), a line of text and
+    the run so far for a live figure: a dict with ``loss`` [t+1] (the full-batch loss at every
+    step), ``sharpness_steps``, ``sharpness``, ``lr`` and ``steps``, renewed every
+    :data:`PREVIEW_EVERY` updates.
     """
     with torch_threads(threads):
         config = config or OpposingConfig()
         steps = int(config.steps)
         total = 2 * steps if config.retrain else steps
+        losses: list[float] = []
+        shown: list[dict] = [{}]  # the latest preview (a new dict each time, never changed)
 
         def on_event(ev):
+            losses.append(ev.loss)
             if progress is not None:
-                progress(ev.step, total, f"training: step {ev.step:,} of {steps:,}")
+                if ev.step % PREVIEW_EVERY == 0 or ev.step == steps:
+                    shown[0] = preview(run_box[0], losses)
+                progress(ev.step, total, f"training: step {ev.step:,} of {steps:,}", shown[0])
             return callback(ev) if callback is not None else False
 
         if progress is not None:
             progress(0, total, "loading the data and measuring the sharpness at initialisation")
-        run = run_to_end(OpposingRun(config), cancel, on_event)
+        run_box = [OpposingRun(config)]
+        run = run_to_end(run_box[0], cancel, on_event)
         if run.config.retrain and run.step >= 2:
             tell = None if progress is None else (
                 lambda t: progress(steps + t, total, f"retraining without the detected set: step {t:,} of {steps:,}"))

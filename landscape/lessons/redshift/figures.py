@@ -47,7 +47,8 @@ def fig_redshift_radial(res: RedshiftResult, title: str | None = None) -> go.Fig
                                mode="lines+markers", name="ring mean"))
     fig.add_vline(x=res.mean_frequency, line={"dash": "dash", "color": "red"},
                   annotation_text=f"mean {res.mean_frequency:.2f}")
-    fig.update_yaxes(type="log", title_text="mean |FFT| on the ring (arbitrary units)")
+    fig.update_yaxes(type="log", dtick=1, exponentformat="power",
+                     title_text="mean |FFT| on the ring (arbitrary units)")
     fig.update_layout(title=title or "Radial spectrum", xaxis_title="radial frequency (cycles per unit input)")
     return fig
 

@@ -15,6 +15,26 @@ FREQ_LABEL = "frequency k (cycles per unit x)"
 STEP_LABEL = "optimizer step (Adam updates)"
 
 
+def log_ticks(values) -> dict:
+    """Tick settings for a log axis over ``values``: one label per power of ten when they
+    span two decades or more (the minor 2 and 5 labels of a log axis collide), else the
+    1-2-5 steps inside their range (finer when that gives fewer than three), so that a narrow
+    axis still has a few labels."""
+    v = np.asarray(values, float)
+    v = v[np.isfinite(v) & (v > 0)]
+    if v.size == 0:
+        return {"dtick": 1}
+    lo, hi = float(v.min()), float(v.max())
+    if np.log10(hi / lo) >= 2:
+        return {"dtick": 1}
+    decades = range(int(np.floor(np.log10(lo))), int(np.ceil(np.log10(hi))) + 1)
+    for steps in ((1, 2, 5), (1, 2, 3, 5, 7), range(1, 10)):  # a narrower range, finer steps
+        ticks = [m * 10.0 ** e for e in decades for m in steps if lo <= m * 10.0 ** e <= hi]
+        if len(ticks) >= 3:
+            break
+    return {"tickmode": "array", "tickvals": ticks, "ticktext": [f"{t:g}" for t in ticks]}
+
+
 @styled
 def fig_heatmap(res: SpectralResult, title: str | None = None) -> go.Figure:
     """Frequency x step heatmap of the normalized amplitude, clipped to [0, 1], with the
@@ -33,8 +53,8 @@ def fig_heatmap(res: SpectralResult, title: str | None = None) -> go.Figure:
                                          "line": {"color": "black", "width": 1}}))
     rho = res.spearman
     fig.update_layout(
-        title=title or ("Learned amplitude per frequency (normalized, clipped to [0, 1])"
-                        + (f" | Spearman(half step, k) = {rho:.2f}" if rho is not None else "")),
+        title=title or ("Learned share of each frequency's amplitude"
+                        + (f"; Spearman(half step, k) = {rho:.2f}" if rho is not None else "")),
         xaxis_title=STEP_LABEL, yaxis_title=FREQ_LABEL, legend={"orientation": "h", "y": -0.2})
     return fig
 
@@ -48,8 +68,11 @@ def fig_error_curves(res: SpectralResult, title: str | None = None) -> go.Figure
         color = _ramp(j, K)
         fig.add_trace(go.Scatter(x=res.steps, y=np.maximum(res.rel_error[:, j], 1e-6), mode="lines",
                                  name=f"k = {int(k)}", line={"color": color}))
-    fig.update_yaxes(type="log", title_text="relative error |F_target[k] - F_net[k]| / |F_target[k]|")
-    fig.update_layout(title=title or "Relative error per frequency", xaxis_title=STEP_LABEL)
+    # one labelled tick per power of ten: the minor 2, 5 labels of a log axis collide
+    fig.update_yaxes(type="log", exponentformat="power", title_text="relative error",
+                     **log_ticks(np.maximum(res.rel_error, 1e-6)))
+    fig.update_layout(title=title or "Relative error per frequency, |F_target[k] − F_net[k]| / "
+                                     "|F_target[k]|", xaxis_title=STEP_LABEL)
     return fig
 
 
@@ -73,7 +96,8 @@ def fig_loss(res: SpectralResult, title: str | None = None) -> go.Figure:
     """Full-batch training loss per step on a log axis."""
     fig = go.Figure(go.Scatter(x=res.loss_steps, y=np.maximum(res.loss, 1e-12), mode="lines",
                                name="loss"))
-    fig.update_yaxes(type="log", title_text="training loss, 0.5 x mean squared error")
+    fig.update_yaxes(type="log", exponentformat="power", title_text="loss, 0.5 x mean squared error",
+                     **log_ticks(np.maximum(res.loss, 1e-12)))
     fig.update_layout(title=title or "Training loss", xaxis_title=STEP_LABEL)
     return fig
 
