@@ -12,6 +12,7 @@ from landscape.lessons import eos
 from ui import steps as lesson_steps
 from ui.about import data_line
 from ui.nav import compute_settings, ensure_app
+from ui.settings import lecture
 
 ensure_app()  # before anything is drawn: see ui/nav.py
 
@@ -43,11 +44,20 @@ H = holder()
 # --------------------------------------------------------------------------- the 1-D lesson
 
 st.subheader("Why 2/η: gradient descent on a parabola")
-q1, q2, q3 = st.columns(3)
-q_lam = q1.slider("Curvature λ (loss / parameter unit²)", 0.5, 20.0, 4.0, step=0.5,
-                  key="q_lam", bind="query-params")
-q_eta = q2.slider("Learning rate η", 0.01, 1.0, 0.3, step=0.01, key="q_eta", bind="query-params")
-q_steps = q3.slider("Steps", 5, 60, 25, key="q_steps", bind="query-params")
+PRESENTING = lecture()
+
+
+def controls(label: str):
+    """Where a group of controls goes: in place, or folded away in the presenter view."""
+    return st.expander(label, expanded=False) if PRESENTING else st.container()
+
+
+with controls("Parabola settings: curvature, learning rate, steps"):
+    q1, q2, q3 = st.columns(3)
+    q_lam = q1.slider("Curvature λ (loss / parameter unit²)", 0.5, 20.0, 4.0, step=0.5,
+                      key="q_lam", bind="query-params")
+    q_eta = q2.slider("Learning rate η", 0.01, 1.0, 0.3, step=0.01, key="q_eta", bind="query-params")
+    q_steps = q3.slider("Steps", 5, 60, 25, key="q_steps", bind="query-params")
 try:
     quad = eos.quadratic_iterates(q_lam, q_eta, steps=int(q_steps))
     st.plotly_chart(eos.fig_quadratic(quad), width="stretch", key="quad_fig")
@@ -81,36 +91,37 @@ def apply_preset(name: str) -> None:
 
 if st.session_state.get("eos_preset") not in presets:
     st.session_state["eos_preset"] = DEFAULT
-cols = st.columns(len(presets))
-for col, name in zip(cols, presets):
-    col.button(name, key=f"preset_{name}", on_click=apply_preset, args=(name,),
-               help=eos.PRESET_NOTES[name], width="stretch",
-               type="primary" if st.session_state["eos_preset"] == name else "secondary")
-base = eos.PRESETS[st.session_state["eos_preset"]]
-st.caption(f"Recipe **{st.session_state['eos_preset']}**: {eos.PRESET_NOTES[st.session_state['eos_preset']]}. "
-           f"{data_line(base.data)}")
+with controls("Network run settings: recipe, optimizer, learning rate, steps"):
+    cols = st.columns(len(presets))
+    for col, name in zip(cols, presets):
+        col.button(name, key=f"preset_{name}", on_click=apply_preset, args=(name,),
+                   help=eos.PRESET_NOTES[name], width="stretch",
+                   type="primary" if st.session_state["eos_preset"] == name else "secondary")
+    base = eos.PRESETS[st.session_state["eos_preset"]]
+    st.caption(f"Recipe **{st.session_state['eos_preset']}**: {eos.PRESET_NOTES[st.session_state['eos_preset']]}. "
+               f"{data_line(base.data)}")
 
-c1, c2, c3, c4, c5 = st.columns(5)
-opt = c1.radio("Optimizer", list(eos.OPTIMIZERS), index=list(eos.OPTIMIZERS).index(base.optimizer),
-               key="eos_opt", bind="query-params", horizontal=True,
-               format_func={"gd": "GD", "momentum": "heavy ball", "adam": "Adam"}.get)
-if opt == "adam":
-    lr = c2.select_slider("Learning rate η", LR_ADAM, value=4e-3, key="eos_lr_adam",
-                          bind="query-params", format_func=lambda v: f"{v:g}")
-else:
-    lr = c2.select_slider("Learning rate η", LR_GD, value=0.4, key="eos_lr", bind="query-params",
-                          format_func=lambda v: f"{v:g}")
-mom = c3.slider("Momentum beta", 0.0, 0.99, 0.9, step=0.01, key="eos_mom", bind="query-params",
-                disabled=opt != "momentum")
-steps = c4.slider("Steps", 50, max(5000, base.steps), base.steps, step=50, key="eos_steps",
-                  bind="query-params")
-every = c5.select_slider("Eigenvalues every", [5, 10, 25, 50, 100], value=base.eig_every,
-                         key="eos_every", bind="query-params")
-act = "tanh"
-if base.model.get("name") == "mlp":
-    act = st.radio("Activation", ["tanh", "gelu", "relu"], horizontal=True, key="eos_act",
-                   bind="query-params", help="ReLU is not twice differentiable: its sharpness is "
-                   "that of the Hessian almost everywhere")
+    c1, c2, c3, c4, c5 = st.columns(5)
+    opt = c1.radio("Optimizer", list(eos.OPTIMIZERS), index=list(eos.OPTIMIZERS).index(base.optimizer),
+                   key="eos_opt", bind="query-params", horizontal=True,
+                   format_func={"gd": "GD", "momentum": "heavy ball", "adam": "Adam"}.get)
+    if opt == "adam":
+        lr = c2.select_slider("Learning rate η", LR_ADAM, value=4e-3, key="eos_lr_adam",
+                              bind="query-params", format_func=lambda v: f"{v:g}")
+    else:
+        lr = c2.select_slider("Learning rate η", LR_GD, value=0.4, key="eos_lr", bind="query-params",
+                              format_func=lambda v: f"{v:g}")
+    mom = c3.slider("Momentum beta", 0.0, 0.99, 0.9, step=0.01, key="eos_mom", bind="query-params",
+                    disabled=opt != "momentum")
+    steps = c4.slider("Steps", 50, max(5000, base.steps), base.steps, step=50, key="eos_steps",
+                      bind="query-params")
+    every = c5.select_slider("Eigenvalues every", [5, 10, 25, 50, 100], value=base.eig_every,
+                             key="eos_every", bind="query-params")
+    act = "tanh"
+    if base.model.get("name") == "mlp":
+        act = st.radio("Activation", ["tanh", "gelu", "relu"], horizontal=True, key="eos_act",
+                       bind="query-params", help="ReLU is not twice differentiable: its sharpness is "
+                       "that of the Hessian almost everywhere")
 
 model = copy.deepcopy(base.model)
 if model.get("name") == "mlp":

@@ -48,18 +48,24 @@ def add_parser(sub) -> None:
 
 
 def _needs_export_reader(checkpoint) -> bool:
-    """A ``.pt2`` not yet in the program cache: workers will need torch's export reader."""
+    """A ``.pt2`` that neither the direct reader nor the program cache can open: the workers
+    will need torch's export reader."""
     if not checkpoint or Path(checkpoint).suffix.lower() != ".pt2" or not Path(checkpoint).is_file():
         return False
-    from landscape.io import program_cache
+    from landscape.io import program_cache, pt2_reader
     from landscape.io.checkpoints import MAX_CHECKPOINT_BYTES
 
     if Path(checkpoint).stat().st_size > MAX_CHECKPOINT_BYTES:
         return False  # refused when it is loaded
     try:
-        return not program_cache.is_cached(Path(checkpoint).read_bytes())
+        source = Path(checkpoint).read_bytes()
     except OSError:
         return False
+    try:
+        pt2_reader.read(source)
+        return False
+    except pt2_reader.NotReadable:
+        return not program_cache.is_cached(source)
 
 
 def run(args) -> dict:

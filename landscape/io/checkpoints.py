@@ -152,18 +152,22 @@ def program_from_bytes(source: bytes, name: str = "program.pt2") -> tuple[nn.Mod
     The module (in eval mode, wrapped in :class:`StaticBatch` when the program has a fixed
     batch size) keeps the archive's bytes as ``module.landscape_pt2``, so worker processes
     can load the same program once from those bytes instead of pickling the module (an
-    exported module cannot be pickled). A program read before is rebuilt from the program
-    cache (:mod:`landscape.io.program_cache`) without torch's export reader."""
-    from landscape.io import program_cache
+    exported module cannot be pickled). Programs of ``aten`` operators are read directly
+    (:mod:`landscape.io.pt2_reader`); others with ``torch.export.load``, and kept in the
+    program cache (:mod:`landscape.io.program_cache`) so a second open skips that reader."""
+    from landscape.io import program_cache, pt2_reader
 
     path = Path(name)
     _refuse_native_code(path, source)
-    cached = program_cache.load_cached(source)  # read before: no export reader needed
-    if cached is not None:
-        module, batch = cached
-    else:
-        module, batch = _read_program(source, path)
-        program_cache.store(source, module, batch)
+    try:  # most programs: read directly, no export reader, nothing unpickled
+        module, batch = pt2_reader.read(source)
+    except pt2_reader.NotReadable:
+        cached = program_cache.load_cached(source)  # read before by the export reader
+        if cached is not None:
+            module, batch = cached
+        else:
+            module, batch = _read_program(source, path)
+            program_cache.store(source, module, batch)
     if batch is not None:
         module = StaticBatch(module, batch)
     module.landscape_pt2 = source
