@@ -16,6 +16,12 @@ Prints one JSON line: ``sessions``, ``completed``, ``errors``, ``median_s``, ``m
 closed: ``leftover_jobs`` (jobs queued or running in the server), ``leftover_workers`` (job
 threads still alive) and ``pool_processes`` (the idle worker pool the server keeps for the next
 surface, by design). Loopback only; N is capped at 32 and every wait has a deadline.
+
+The N browsers run on the same machine as the server, so on a small machine they compete with
+it and with each other. Two more readings separate the server's share from the browsers':
+``server_cpu_s``, the server process's CPU seconds during the N sessions, and the floor of the
+browsers alone, N sessions opening the Home page (no figure, no computation) at once:
+``bare_single_s`` (one alone), ``bare_median_s`` and ``bare_ratio``.
 """
 
 from __future__ import annotations
@@ -140,6 +146,42 @@ async def one_session(browser, url: str, timeout_s: float) -> tuple[float | None
         await ctx.close()
 
 
+async def bare_session(browser, url: str, timeout_s: float) -> float | None:
+    """Seconds from opening the Home page (no figure, no computation) to its title: what the
+    browser and Streamlit cost before any page of ours does anything."""
+    ctx = await browser.new_context(viewport={"width": 1300, "height": 900})
+    try:
+        page = await ctx.new_page()
+        t0 = time.perf_counter()
+        await page.goto(url, timeout=timeout_s * 1000)
+        await page.wait_for_selector("[data-testid='stMainBlockContainer'] h1", timeout=timeout_s * 1000)
+        return time.perf_counter() - t0
+    except Exception:  # noqa: BLE001 - a floor that cannot be measured is left out
+        return None
+    finally:
+        await ctx.close()
+
+
+async def bare_wave(server: Server, n: int, timeout_s: float) -> list[float | None]:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        try:
+            return await asyncio.gather(*[bare_session(browser, server.url, timeout_s) for _ in range(n)])
+        finally:
+            await browser.close()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (Linux)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
 async def wave(server: Server, seeds: list[int], timeout_s: float) -> list[tuple[float | None, str | None]]:
     from playwright.async_api import async_playwright
 
@@ -171,7 +213,11 @@ def run(n: int, distinct: bool, timeout_s: float, cpus: set[int] | None = None) 
         if err:
             raise RuntimeError(f"the single session failed: {err}")
         seeds = [1000 + i for i in range(n)] if distinct else [1000] * n
+        cpu0 = cpu_seconds(server.proc.pid)
         results = asyncio.run(wave(server, seeds, timeout_s))
+        server_cpu = cpu_seconds(server.proc.pid) - cpu0
+        bare_one = [t for t in asyncio.run(bare_wave(server, 1, timeout_s)) if t is not None]
+        bare_n = [t for t in asyncio.run(bare_wave(server, n, timeout_s)) if t is not None]
         times = [t for t, _ in results if t is not None]
         errors = [e for _, e in results if e is not None]
         left = leftovers(server)
@@ -184,7 +230,12 @@ def run(n: int, distinct: bool, timeout_s: float, cpus: set[int] | None = None) 
                 "leftover_jobs": left.get("live_jobs", -1) + left.get("queued", 0),
                 "leftover_workers": left.get("job_threads", -1),
                 "pool_processes": len(children(server.proc.pid)), "slots": left.get("slots"),
-                "cache_entries": left.get("cache_entries"), "cache_mb": left.get("cache_mb")}
+                "cache_entries": left.get("cache_entries"), "cache_mb": left.get("cache_mb"),
+                "server_cpu_s": round(server_cpu, 2),
+                "bare_single_s": round(bare_one[0], 2) if bare_one else None,
+                "bare_median_s": round(statistics.median(bare_n), 2) if bare_n else None,
+                "bare_ratio": (round(statistics.median(bare_n) / bare_one[0], 2)
+                               if bare_n and bare_one else None)}
     finally:
         server.close()
 
