@@ -51,13 +51,22 @@ def run_flatness(cfg: dict, progress=None, cancel=None):
 
     def on_event(ev):
         if progress is not None and (ev.phase == "measure" or ev.step % 20 == 0):  # cheap per step
-            progress(ev.step, ev.total, f"{ev.run}: {'training' if ev.phase == 'train' else 'done'}")
+            # the runs so far travel with the progress, so the page draws them while they train
+            progress(ev.step, ev.total, f"{ev.run}: {'training' if ev.phase == 'train' else 'done'}",
+                     run.result())
 
     return run_to_end(run, cancel, on_event).result()
 
 
+def preview(status) -> None:
+    """While the runs train: their batch losses so far (the surfaces come at the end)."""
+    part = status.partial[1] if len(status.partial) > 1 else None
+    if part is not None and part.train_loss.size:
+        st.plotly_chart(ff.fig_training(part), width="stretch", key="fl_preview")
+
+
 res = ui_jobs.keyed_result("flatness", json.dumps(cfg.to_dict(), sort_keys=True), run_flatness,
-                           cfg.to_dict())
+                           cfg.to_dict(), preview=preview)
 if res is None:
     st.stop()
 

@@ -2,6 +2,7 @@
 (data, ``?step=k``, Next / Back) and the server's page addresses."""
 
 import asyncio
+import threading
 
 import plotly.graph_objects as go
 from streamlit.testing.v1 import AppTest
@@ -111,7 +112,10 @@ def test_server_serves_every_page_address_with_the_base_setting():
         scope = {"type": "http", "method": "GET", "path": path, "raw_path": path.encode(),
                  "query_string": b"lecture=1", "headers": [], "scheme": "http",
                  "server": ("test", 80), "client": ("test", 1), "root_path": "", "http_version": "1.1"}
-        asyncio.run(app(scope, receive, send))
+        # its own thread: a browser test earlier in the session may hold this thread's loop
+        worker = threading.Thread(target=lambda: asyncio.run(app(scope, receive, send)))
+        worker.start()
+        worker.join(30)
         start = next(m for m in sent if m["type"] == "http.response.start")
         body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
         return start["status"], body.decode()
