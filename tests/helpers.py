@@ -5,6 +5,8 @@ import argparse
 import threading
 import time
 
+import torch
+
 
 def lesson_args(cli, *argv):
     """``argv`` parsed by a parser that holds only the lesson subcommand of module ``cli``."""
@@ -67,3 +69,21 @@ def gd(model, X, y, steps, lr, kind="cross_entropy"):
                 p.sub_(lr * gi)
     with torch.no_grad():
         return float(loss(model(X), y, kind))
+
+
+class SmallResBN(torch.nn.Module):
+    """A small residual CNN with BatchNorm on 8x8 digits given as flat 64 inputs (exported in
+    the .pt2 tests)."""
+
+    def __init__(self, c: int = 4):
+        super().__init__()
+        nn = torch.nn
+        self.c1, self.b1 = nn.Conv2d(1, c, 3, padding=1), nn.BatchNorm2d(c)
+        self.c2, self.b2 = nn.Conv2d(c, c, 3, padding=1), nn.BatchNorm2d(c)
+        self.fc = nn.Linear(c, 10)
+
+    def forward(self, x):
+        x = x.view(-1, 1, 8, 8)
+        h = torch.relu(self.b1(self.c1(x)))
+        h = torch.relu(h + self.b2(self.c2(h)))
+        return self.fc(h.mean((2, 3)))

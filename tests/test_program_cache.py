@@ -7,23 +7,10 @@ import json
 
 import pytest
 import torch
+from helpers import SmallResBN as ResBN
 from torch import nn
 
 from landscape.io import checkpoints, program_cache, pt2_reader
-
-
-class ResBN(nn.Module):
-    def __init__(self, c: int = 4):
-        super().__init__()
-        self.c1, self.b1 = nn.Conv2d(1, c, 3, padding=1), nn.BatchNorm2d(c)
-        self.c2, self.b2 = nn.Conv2d(c, c, 3, padding=1), nn.BatchNorm2d(c)
-        self.fc = nn.Linear(c, 10)
-
-    def forward(self, x):
-        x = x.view(-1, 1, 8, 8)
-        h = torch.relu(self.b1(self.c1(x)))
-        h = torch.relu(h + self.b2(self.c2(h)))
-        return self.fc(h.mean((2, 3)))
 
 
 class TwoOut(nn.Module):

@@ -30,6 +30,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from landscape.io.pt2_reader import aten_overload, register
+
 FORMAT = 1
 _SIMPLE = (int, float, bool, str, type(None))
 
@@ -104,11 +106,8 @@ def _target(name: str):
     if name == "getitem":
         return operator.getitem
     parts = name.split(".")
-    if len(parts) != 3 or parts[0] != "aten":
-        raise NotCacheable(f"operator {name!r}")
-    packet = getattr(torch.ops.aten, parts[1], None)
-    overload = getattr(packet, parts[2], None) if packet is not None else None
-    if not isinstance(overload, torch._ops.OpOverload):
+    overload = aten_overload(parts[1], parts[2]) if len(parts) == 3 and parts[0] == "aten" else None
+    if overload is None:
         raise NotCacheable(f"operator {name!r}")
     return overload
 
@@ -189,19 +188,7 @@ def rebuild(desc: dict, tensors: dict) -> torch.fx.GraphModule:
     order = list(desc["parameters"]) + [n for n in desc["buffers"] if n not in desc["parameters"]]
     order += [n for n in kinds if n not in order]
     for name in order:
-        owner = root
-        *path, leaf = name.split(".")
-        for part in path:
-            if not hasattr(owner, part):
-                owner.add_module(part, nn.Module())
-            owner = getattr(owner, part)
-        t = tensors[name]
-        if kinds[name] == "parameter":
-            owner.register_parameter(leaf, nn.Parameter(t, requires_grad=desc["requires_grad"].get(name, True)))
-        elif kinds[name] == "buffer":
-            owner.register_buffer(leaf, t)
-        else:
-            setattr(owner, leaf, t)
+        register(root, name, tensors[name], kinds[name], desc["requires_grad"].get(name, True))
     graph = torch.fx.Graph()
     nodes: dict = {}
     for n in desc["nodes"]:

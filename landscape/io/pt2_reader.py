@@ -143,11 +143,18 @@ def _operator(name: str):
     parts = name.split(".")
     if len(parts) != 5 or parts[:3] != ["torch", "ops", "aten"]:
         raise NotReadable(f"operator {name}")
-    packet = getattr(torch.ops.aten, parts[3], None)
-    op = getattr(packet, parts[4], None) if packet is not None else None
-    if not isinstance(op, torch._ops.OpOverload):
+    op = aten_overload(parts[3], parts[4])
+    if op is None:
         raise NotReadable(f"operator {name}")
     return op
+
+
+def aten_overload(packet: str, overload: str):
+    """``torch.ops.aten.<packet>.<overload>`` looked up by name (an operator, never code from
+    the file), or None when there is no such operator."""
+    found = getattr(torch.ops.aten, packet, None)
+    op = getattr(found, overload, None) if found is not None else None
+    return op if isinstance(op, torch._ops.OpOverload) else None
 
 
 def _refuse_training(target, args, kwargs) -> None:
@@ -216,7 +223,7 @@ def read(source: bytes) -> tuple[torch.fx.GraphModule, int | None]:
             if target not in weights:
                 raise NotReadable(f"missing weight {target}")
             t, is_param, grad = weights[target]
-            _register(root, target, t, kind == "parameter", grad)
+            register(root, target, t, "parameter" if kind == "parameter" else "buffer", grad)
             build.values[v["arg"]["name"]] = graph.get_attr(target)
         elif kind == "user_input":
             k, arg = _one(v["arg"])
@@ -243,14 +250,18 @@ def read(source: bytes) -> tuple[torch.fx.GraphModule, int | None]:
     return torch.fx.GraphModule(root, graph), batch  # every parameter and buffer, in order
 
 
-def _register(root: nn.Module, target: str, t: torch.Tensor, param: bool, grad: bool) -> None:
+def register(root: nn.Module, target: str, t: torch.Tensor, kind: str, grad: bool = True) -> None:
+    """Put ``t`` at the dotted ``target`` under ``root`` (submodules made as needed) as a
+    ``"parameter"``, a ``"buffer"`` or a plain ``"constant"`` attribute."""
     owner = root
     *path, leaf = target.split(".")
     for part in path:
         if not hasattr(owner, part):
             owner.add_module(part, nn.Module())
         owner = getattr(owner, part)
-    if param:
+    if kind == "parameter":
         owner.register_parameter(leaf, nn.Parameter(t, requires_grad=grad))
-    else:
+    elif kind == "buffer":
         owner.register_buffer(leaf, t)
+    else:
+        setattr(owner, leaf, t)
